@@ -1,0 +1,143 @@
+"""The model file, which describes itself, and the separate tag-list file.
+
+A checkpoint is a plain dict of tensors, strings, numbers, lists and dicts, so that it loads
+with torch.load(weights_only=True): loading never unpickles arbitrary objects, and therefore
+never runs code hidden in a file from a stranger.
+"""
+
+import datetime
+import json
+import pickle
+from pathlib import Path
+
+import torch
+
+from common.errors import UserError
+from common.files import atomic_write, write_text_atomically
+from common.model import build_model
+
+CHECKPOINT_FORMAT = "multitag-trainer"
+CHECKPOINT_VERSION = 1
+REQUIRED_KEYS = ("arch", "tags", "thresholds", "image_size", "mean", "std", "state_dict")
+
+
+def make_checkpoint(model, *, arch, tags, thresholds, image_size, mean, std, settings, metrics, epoch):
+    """Everything infer.py needs to rebuild and run the model, with nothing else to look up."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "arch": arch,
+        "tags": list(tags),
+        "thresholds": [float(value) for value in thresholds],
+        "image_size": int(image_size),
+        "mean": [float(value) for value in mean],
+        "std": [float(value) for value in std],
+        "state_dict": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
+        "settings": _plain(settings),
+        "metrics": _plain(metrics),
+        "epoch": int(epoch),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch_version": str(torch.__version__),  # a str subclass that weights_only loading refuses
+    }
+
+
+def _plain(value):
+    """Paths and numpy numbers to str/float, so that weights_only loading accepts the result."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if hasattr(value, "item"):  # numpy and torch scalars, including np.float64 (a float subclass)
+        return value.item()
+    return str(value)
+
+
+def save_checkpoint(checkpoint, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "wb") as file:
+        torch.save(checkpoint, file)
+
+
+def load_checkpoint(path):
+    """Read and check a checkpoint; every failure is a UserError that names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"model file {path} does not exist: train one with train.py, or check MODEL / --model")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        if "unsupported global" in str(error).lower():  # weights_only refused a class or function reference
+            raise UserError(f"refused to load {path}: it contains Python objects other than tensors and plain "
+                            "data, and loading them could run code. Only use model files from sources you trust; "
+                            "a multitag-trainer checkpoint never needs this.") from error
+        raise UserError(f"{path} is not a readable PyTorch file ({type(error).__name__}: {error}). "
+                        "Is it a complete, uncorrupted copy?") from error
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not a multitag-trainer checkpoint (no 'format' entry); "
+                        "if it is a bare state dict, train a new model with train.py")
+    missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
+    if missing:
+        raise UserError(f"checkpoint {path} is incomplete: it lacks {', '.join(missing)}")
+    if len(checkpoint["thresholds"]) != len(checkpoint["tags"]):
+        raise UserError(f"checkpoint {path} is inconsistent: {len(checkpoint['tags'])} tags but "
+                        f"{len(checkpoint['thresholds'])} thresholds")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint, device):
+    """Rebuild the network described by a checkpoint and load its weights, ready for inference."""
+    model = build_model(checkpoint["arch"], len(checkpoint["tags"]), weights="none")
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise UserError(f"the checkpoint's weights do not fit a {checkpoint['arch']} with "
+                        f"{len(checkpoint['tags'])} tags: {str(error).splitlines()[0]}") from error
+    return model.to(device).eval()
+
+
+def write_tag_list(path, tags):
+    """Save the tag list: JSON for .json, a pickled list for .pkl (as the original tool wrote),
+    and one tag per line for anything else."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".pkl":
+        with atomic_write(path, "wb") as file:
+            pickle.dump(list(tags), file, protocol=4)
+    elif path.suffix.lower() == ".json":
+        write_text_atomically(path, json.dumps(list(tags), ensure_ascii=False, indent=1) + "\n")
+    else:
+        write_text_atomically(path, "".join(f"{tag}\n" for tag in tags))
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Refuses every class and function: a list of strings needs none, and refusing them is
+    what stops a crafted pickle from running code."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"it refers to {module}.{name}")
+
+
+def read_tag_list(path):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"tag list {path} does not exist: check TAGS / --tags")
+    if path.suffix.lower() == ".pkl":
+        try:
+            with open(path, "rb") as file:
+                tags = _PlainDataUnpickler(file).load()
+        except Exception as error:
+            raise UserError(f"refused to load tag list {path}: {error}. A tag pickle must hold only a list "
+                            "of strings; re-create it with train.py, or use a .txt tag list.") from error
+    elif path.suffix.lower() == ".json":
+        try:
+            tags = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise UserError(f"tag list {path} is not valid JSON ({error})") from error
+    else:
+        tags = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    if not isinstance(tags, (list, tuple)) or not all(isinstance(tag, str) for tag in tags):
+        raise UserError(f"tag list {path} must hold a list of strings, not {type(tags).__name__}")
+    return list(tags)

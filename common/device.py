@@ -1,0 +1,47 @@
+"""Choosing where the model runs: CUDA, then Apple's MPS, then the CPU."""
+
+import torch
+
+from common.errors import UserError
+
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+def mps_is_available():
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def pick_device(requested="auto"):
+    """Return the torch.device to use. 'auto' takes the fastest one present; asking for a
+    device that is not present is an error rather than a silent fall back to the CPU."""
+    requested = (requested or "auto").strip().lower()
+    kind = requested.split(":")[0]
+    if kind not in DEVICE_CHOICES:
+        raise UserError(f"unknown device '{requested}': use one of {', '.join(DEVICE_CHOICES)} (or cuda:N)")
+    index = requested.partition(":")[2]
+    if index and not index.isdigit():
+        raise UserError(f"unknown device '{requested}': a device index must be a number, as in cuda:0")
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if mps_is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but PyTorch sees no CUDA GPU. Install a CUDA build of "
+                        "PyTorch (see pytorch.org) or use --device auto or --device cpu.")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise UserError(f"--device {requested}: only {torch.cuda.device_count()} CUDA device(s) are present")
+    if kind == "mps" and not mps_is_available():
+        raise UserError("--device mps was asked for, but MPS is not available (it needs an Apple-silicon Mac "
+                        "and a recent PyTorch). Use --device auto or --device cpu.")
+    return torch.device(requested)
+
+
+def describe_device(device):
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)

@@ -1,0 +1,67 @@
+"""Opening image files as RGB pictures, and the transforms shared by training and inference."""
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torchvision.transforms import v2
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
+
+# Transparent pixels are flattened onto this colour, in training and inference alike, so a
+# transparent PNG looks the same to the model at both stages.
+TRANSPARENCY_BACKGROUND = (255, 255, 255)
+
+# The statistics every torchvision ImageNet model was trained with; also used from scratch.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def is_image_file(path):
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def open_image(path, min_size=None):
+    """Read an image file as an RGB PIL image, upright according to its EXIF orientation.
+
+    min_size: lets a JPEG decoder skip detail the model will never see, by decoding at a
+    fraction (1/2, 1/4, 1/8) of full size as long as both sides stay at least this large.
+    Animated images give their first frame. Raises OSError or ValueError on unreadable files.
+    """
+    with Image.open(path) as image:
+        if min_size and image.format == "JPEG":
+            image.draft("RGB", (min_size, min_size))
+        image = ImageOps.exif_transpose(image)  # returns a loaded copy, so closing the file is safe
+        return to_rgb(image)
+
+
+def to_rgb(image):
+    """Convert any PIL mode to RGB: transparency is flattened, 16-bit greys are scaled down."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        flattened = Image.new("RGB", rgba.size, TRANSPARENCY_BACKGROUND)
+        flattened.paste(rgba, mask=rgba.getchannel("A"))
+        return flattened
+    if image.mode.startswith("I") or image.mode == "F":
+        # 16- and 32-bit greys: a plain convert() would clip everything above 255 to white.
+        values = np.asarray(image, dtype=np.float64)
+        sixteen_bit = image.mode.startswith("I;16") or values.max(initial=0) > 255
+        peak = 65535.0 if sixteen_bit else 255.0
+        grey = np.clip(values / peak * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    return image.convert("RGB")  # L, P, CMYK, YCbCr, ...
+
+
+def eval_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """Squash the whole picture to a square: cropping could cut a tagged object out."""
+    return v2.Compose([
+        v2.Resize((image_size, image_size), antialias=True),  # on the PIL image, before the tensor exists
+        v2.PILToTensor(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean, std),
+    ])
+
+
+def train_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    return v2.Compose([v2.RandomHorizontalFlip(), eval_transform(image_size, mean, std)])

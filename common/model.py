@@ -1,0 +1,97 @@
+"""The tagger: a torchvision classifier whose last layer gives one logit per tag."""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models
+
+from common.errors import UserError
+
+DEFAULT_ARCH = "resnet50"
+WEIGHT_CHOICES = "imagenet | none | PATH"
+
+
+def available_architectures():
+    return sorted(models.list_models(module=models))
+
+
+def replace_classifier_head(model, num_tags):
+    """Swap the network's last Linear layer for a fresh one with `num_tags` outputs.
+
+    Every torchvision classifier ends in a Linear layer, whatever it is called (`fc` in
+    ResNet and RegNet, `classifier[-1]` in EfficientNet and ConvNeXt, `heads.head` in ViT,
+    `head` in Swin), so finding the last one covers them all without a table per family.
+    """
+    linear_names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linear_names:
+        raise UserError(f"{type(model).__name__} has no Linear classifier layer to replace; choose another --arch")
+    *parent_path, attribute = linear_names[-1].split(".")
+    parent = model.get_submodule(".".join(parent_path)) if parent_path else model
+    old_head = getattr(parent, attribute)
+    setattr(parent, attribute, nn.Linear(old_head.in_features, num_tags))
+    return model
+
+
+def build_model(arch, num_tags, weights="none"):
+    """A torchvision `arch` with a `num_tags`-logit head. `weights` is 'imagenet' (torchvision's
+    current recommended weights, downloaded once to $TORCH_HOME), 'none', or a local file."""
+    if arch not in available_architectures():
+        raise UserError(f"unknown --arch '{arch}'. Choose a torchvision classifier such as resnet18, resnet50, "
+                        f"efficientnet_b0, convnext_tiny or vit_b_16 (all: {', '.join(available_architectures())})")
+    weights = str(weights or "none")
+    if weights.lower() == "imagenet":
+        model = _load_imagenet_model(arch)
+    else:
+        model = models.get_model(arch, weights=None)
+    replace_classifier_head(model, num_tags)
+    if weights.lower() not in ("imagenet", "none"):
+        load_backbone_weights(model, weights, arch)
+    return model
+
+
+def _load_imagenet_model(arch):
+    imagenet_weights = models.get_model_weights(arch).DEFAULT
+    try:
+        return models.get_model(arch, weights=imagenet_weights)
+    except Exception as error:  # no network, proxy, full disk, corrupt partial download...
+        file_name = imagenet_weights.url.rsplit("/", 1)[-1]
+        raise UserError(
+            f"could not get the ImageNet weights for {arch} ({type(error).__name__}: {error}). Either train from "
+            f"scratch with --weights none, or download {imagenet_weights.url} yourself and pass --weights "
+            f"PATH/{file_name} (or place it in $TORCH_HOME/hub/checkpoints/, default ~/.cache/torch/hub/checkpoints/)."
+        ) from error
+
+
+def load_backbone_weights(model, path, arch):
+    """Start from a local weights file: a torchvision state dict, or one of our own checkpoints.
+    Tensors whose shape differs from the model (the old classifier head) are left fresh."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--weights {path}: no such file. Use imagenet, none, or the path of a .pth weights file.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UserError(f"--weights {path} could not be read as PyTorch weights ({error}).") from error
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]  # one of our checkpoints: fine-tune from an earlier tagger
+    if not isinstance(state, dict):
+        raise UserError(f"--weights {path} does not hold a state dict (a mapping of parameter names to tensors).")
+    own = model.state_dict()
+    matching = {name: tensor for name, tensor in state.items()
+                if name in own and isinstance(tensor, torch.Tensor) and tensor.shape == own[name].shape}
+    head_names = {name for name in own if name.startswith(_head_prefix(model))}
+    backbone_names = set(own) - head_names
+    if len(set(matching) & backbone_names) < 0.9 * len(backbone_names):
+        raise UserError(f"--weights {path} does not fit --arch {arch}: only {len(matching)} of {len(own)} tensors "
+                        "match. Pass the --arch the weights were made for.")
+    model.load_state_dict(matching, strict=False)
+
+
+def _head_prefix(model):
+    last_linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)][-1]
+    return last_linear + "."
+
+
+def count_parameters(model):
+    return sum(parameter.numel() for parameter in model.parameters())

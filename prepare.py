@@ -1,0 +1,236 @@
+"""Get a folder of images ready for train.py.
+
+    python prepare.py check training/                     # counts, tag frequencies and problems
+    python prepare.py tag new_photos/ --tags "cat, indoor"  # add tags to every image's sidecar
+    python prepare.py folders by_class/ training/          # class folders -> one folder with sidecars
+    python prepare.py demo demo_data/                      # write the demo dataset
+
+Nothing a user made is overwritten: tags are merged into existing sidecars, and an image whose
+name is taken in the destination by a different picture is renamed.
+"""
+
+import argparse
+import hashlib
+import os
+import shutil
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from common.dataset import (default_tag_file, describe_pairing_problems, describe_read_error, find_tag_file,
+                            is_junk, merge_into_tag_file, parse_tags, read_tag_file, read_tags_of, scan_folder,
+                            short_list)
+from common.demo import write_demo_dataset
+from common.errors import UserError, exit_on_user_error
+from common.files import atomic_write
+from common.images import is_image_file, open_image
+from common.settings import environment_setting
+
+# ----------------------------------------------------------------------------- settings
+min_tag_count = 5  # `check` lists tags seen on fewer images than this: too few to learn well
+check_decode_size = 64  # pixels; `check` decodes JPEGs at reduced size, enough to prove them readable
+
+
+# ----------------------------------------------------------------------------- tag
+def add_tags(folder, tags, recursive=False, dry_run=False):
+    """Merge `tags` into the sidecar of every image in `folder`, creating sidecars as needed."""
+    scan = scan_folder(folder, recursive=recursive)
+    if not scan.images:
+        raise UserError(f"found no images in {folder}")
+    changed = 0
+    for image in scan.images:
+        tag_file = scan.tag_file_of.get(image) or default_tag_file(image)
+        if dry_run:
+            old = read_tag_file(tag_file) if tag_file.exists() else []
+            changed += any(tag not in old for tag in tags)
+        else:
+            changed += merge_into_tag_file(tag_file, tags)
+    verb = "would change" if dry_run else "changed"
+    print(f"tag: {verb} {changed} of {len(scan.images)} sidecar(s) in {folder}, adding {', '.join(tags)}")
+    return changed
+
+
+# ----------------------------------------------------------------------------- folders
+def file_hash(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def collect_class_images(source):
+    """{content hash: (source paths, tags)}: folder names become tags, nested folders give one
+    tag each, and the same picture found under several folders gathers all of their tags."""
+    groups = defaultdict(lambda: ([], []))
+    for directory, subfolders, files in os.walk(source):
+        subfolders[:] = sorted(name for name in subfolders if not is_junk(name))
+        folder_tags = [part.strip() for part in Path(directory).relative_to(source).parts if part.strip()]
+        for name in sorted(files):
+            path = Path(directory, name)
+            if is_junk(name) or not is_image_file(path):
+                continue
+            paths, tags = groups[file_hash(path)]
+            paths.append(path)
+            sidecar = find_tag_file(path)
+            for tag in folder_tags + (read_tag_file(sidecar) if sidecar else []):
+                if tag not in tags:
+                    tags.append(tag)
+    return groups
+
+
+def free_destination(destination, name, content_hash, planned):
+    """The path in `destination` for an image: its own name, unless a different picture already
+    has it (on disk or earlier in this run), in which case NAME_1.EXT, NAME_2.EXT, ..."""
+    stem, suffix = os.path.splitext(name)
+    for attempt in range(100_000):
+        candidate = destination / (name if attempt == 0 else f"{stem}_{attempt}{suffix}")
+        owner = planned.get(candidate) or (file_hash(candidate) if candidate.exists() else None)
+        if owner is None or owner == content_hash:
+            return candidate
+    raise UserError(f"could not find a free name for {name} in {destination}")
+
+
+def copy_atomically(source, target):
+    with atomic_write(target, "wb") as out, open(source, "rb") as file:
+        shutil.copyfileobj(file, out)
+    shutil.copystat(source, target)
+
+
+def convert_class_folders(source, destination, move=False, dry_run=False):
+    """Turn SRC/cat/a.jpg, SRC/cat/indoor/b.jpg into DEST/a.jpg + a.jpg.txt ('cat'), DEST/b.jpg + b.jpg.txt
+    ('cat', 'indoor'). Copies unless move=True; with dry_run=True only prints the plan."""
+    source, destination = Path(source).resolve(), Path(destination).resolve()
+    if not source.is_dir():
+        raise UserError(f"source {source} is not a folder")
+    if destination == source or destination.is_relative_to(source):
+        raise UserError(f"destination {destination} is inside the source {source}: choose a folder outside it")
+    groups = collect_class_images(source)
+    if not groups:
+        raise UserError(f"found no images in {source} or its subfolders")
+    if not dry_run:
+        destination.mkdir(parents=True, exist_ok=True)
+    planned, renamed, duplicates, untagged = {}, 0, 0, []
+    for content_hash, (paths, tags) in groups.items():
+        target = free_destination(destination, paths[0].name, content_hash, planned)
+        planned[target] = content_hash
+        renamed += target.name != paths[0].name
+        duplicates += len(paths) - 1
+        if not tags:
+            untagged.append(paths[0])
+        if dry_run:
+            print(f"{paths[0].relative_to(source)} -> {target.name}: {', '.join(tags) or '(no tags)'}")
+            continue
+        if not target.exists():
+            copy_atomically(paths[0], target)
+        merge_into_tag_file(find_tag_file(target) or default_tag_file(target), tags)
+        if move:
+            for path in paths:
+                sidecar = find_tag_file(path)
+                path.unlink()  # its content and tags now live in the destination
+                if sidecar:
+                    sidecar.unlink()
+    action = "would " + ("move" if move else "copy") if dry_run else ("moved" if move else "copied")
+    print(f"folders: {action} {sum(len(p) for p, _ in groups.values())} image(s) into {len(groups)} file(s) in "
+          f"{destination} ({duplicates} duplicate(s) merged, {renamed} renamed to avoid a name clash)")
+    if untagged:
+        print(f"note: {len(untagged)} image(s) lie directly in {source} and got no folder tag: "
+              f"{short_list(untagged, source)}")
+    return len(groups)
+
+
+# ----------------------------------------------------------------------------- check
+def find_unreadable(images):
+    unreadable = {}
+    for image in tqdm(images, desc="decoding", unit="image", leave=False):
+        try:
+            open_image(image, min_size=check_decode_size)
+        except Exception as error:
+            unreadable[image] = describe_read_error(error)
+    return unreadable
+
+
+def check_folder(folder, recursive=False, min_count=min_tag_count):
+    """Print what train.py will see in `folder` and everything that needs attention."""
+    scan = scan_folder(folder, recursive=recursive)
+    tags_of = read_tags_of(scan)
+    frequency = Counter(tag for tags in tags_of.values() for tag in tags)
+    empty = [image for image, tags in tags_of.items() if not tags]
+    unreadable = find_unreadable(scan.images)
+    print(f"check: {scan.folder}")
+    print(f"  images: {len(scan.images)} ({len(tags_of)} with a tag file, {len(empty)} of them empty)")
+    print(f"  tags: {len(frequency)} distinct, {sum(frequency.values()) / max(len(tags_of), 1):.1f} per "
+          "tagged image on average")
+    if frequency:
+        width = max(len(tag) for tag in frequency)
+        print("  tag frequencies, most common first:")
+        for tag, count in frequency.most_common():
+            print(f"    {tag:<{width}}  {count}")
+    rare = [f"{tag} ({count})" for tag, count in sorted(frequency.items(), key=lambda item: item[1]) if count < min_count]
+    if rare:
+        print(f"  {len(rare)} tag(s) on fewer than {min_count} images, hard to learn: {', '.join(rare)}")
+    for line in describe_pairing_problems(scan):
+        print(f"  {line}")
+    for image, reason in unreadable.items():
+        print(f"  unreadable: {image}: {reason}. Re-save or remove it.")
+    if not unreadable and not describe_pairing_problems(scan):
+        print("  no problems found")
+    return {"images": len(scan.images), "tagged": len(tags_of), "tags": dict(frequency),
+            "untagged": scan.untagged_images, "orphans": scan.orphan_tag_files, "unreadable": unreadable,
+            "rare": [tag for tag, count in frequency.items() if count < min_count]}
+
+
+# ----------------------------------------------------------------------------- command line
+def get_args_parser():
+    parser = argparse.ArgumentParser(description="Prepare image folders for multitag-trainer.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    tag = commands.add_parser("tag", help="add tags to the sidecar of every image in a folder")
+    tag.add_argument("folder", help="folder of images")
+    tag.add_argument("--tags", required=True, help='comma-separated tags to add, e.g. "cat, indoor"')
+    tag.add_argument("--recursive", action="store_true", help="include subfolders")
+    tag.add_argument("--dry-run", action="store_true", help="only report what would change")
+
+    folders = commands.add_parser("folders", help="turn class folders (SRC/cat/*.jpg) into sidecar tags in DEST")
+    folders.add_argument("source", help="folder whose subfolder names are the tags")
+    folders.add_argument("destination", help="folder to receive the images and their sidecars")
+    folders.add_argument("--move", action="store_true", help="move the images instead of copying them")
+    folders.add_argument("--dry-run", action="store_true", help="only print what would be done")
+
+    check = commands.add_parser("check", help="report counts, tag frequencies and problems in a dataset")
+    check.add_argument("folder", nargs="?", help="dataset folder (default: TRAINING from the environment or .env)")
+    check.add_argument("--min-count", type=int, default=min_tag_count, help="report tags rarer than this")
+    check.add_argument("--recursive", action="store_true", help="include subfolders")
+    check.add_argument("--env-file", default=".env", help="settings file read for TRAINING")
+
+    demo = commands.add_parser("demo", help="write the generated demo dataset (DEST/train and DEST/infer)")
+    demo.add_argument("destination", help="folder to write it to")
+    return parser
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    if args.command == "tag":
+        tags = parse_tags(args.tags)
+        if not tags:
+            raise UserError('--tags holds no tags: give them comma-separated, e.g. --tags "cat, indoor"')
+        return add_tags(args.folder, tags, recursive=args.recursive, dry_run=args.dry_run)
+    if args.command == "folders":
+        return convert_class_folders(args.source, args.destination, move=args.move, dry_run=args.dry_run)
+    if args.command == "check":
+        folder = args.folder or environment_setting("TRAINING", args.env_file)
+        if not folder:
+            raise UserError("no folder to check: pass it (prepare.py check DIR) or set TRAINING in .env")
+        return check_folder(folder, recursive=args.recursive, min_count=args.min_count)
+    write_demo_dataset(args.destination)
+    print(f"demo: wrote {Path(args.destination) / 'train'} (images with tags) and "
+          f"{Path(args.destination) / 'infer'} (images to tag)")
+    return None
+
+
+if __name__ == "__main__":
+    main()

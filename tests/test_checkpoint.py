@@ -1,0 +1,111 @@
+"""The checkpoint describes itself, loads safely, and is written atomically; so is the tag list."""
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from common.checkpoint import (load_checkpoint, make_checkpoint, model_from_checkpoint, read_tag_list,
+                               save_checkpoint, write_tag_list)
+from common.errors import UserError
+from common.files import atomic_write
+from common.model import build_model
+
+TAGS = ["cat", "dog", "outdoors"]
+
+
+def tiny_checkpoint(model=None):
+    model = model or build_model("resnet18", len(TAGS), "none")
+    return make_checkpoint(model, arch="resnet18", tags=TAGS, thresholds=[0.5, 0.4, 0.6], image_size=32,
+                           mean=[0.5] * 3, std=[0.25] * 3, settings={"epochs": 1, "data": torch.tensor(1.0)},
+                           metrics={"mAP": torch.tensor(0.75).item()}, epoch=1)
+
+
+def test_round_trip_rebuilds_the_same_model(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("resnet18", len(TAGS), "none").eval()
+    save_checkpoint(tiny_checkpoint(model), tmp_path / "m.pth")
+    loaded = load_checkpoint(tmp_path / "m.pth")
+    assert (loaded["arch"], loaded["tags"], loaded["thresholds"], loaded["image_size"]) == (
+        "resnet18", TAGS, [0.5, 0.4, 0.6], 32)
+    assert loaded["metrics"] == {"mAP": 0.75} and loaded["settings"]["epochs"] == 1
+    rebuilt = model_from_checkpoint(loaded, torch.device("cpu"))
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(images), model(images))
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    save_checkpoint(tiny_checkpoint(), tmp_path / "m.pth")
+    torch.load(tmp_path / "m.pth", weights_only=True)  # raises if anything but plain data was stored
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (exec, ("open('PWNED', 'w').write('ran')",))
+
+
+def test_checkpoint_with_pickled_code_is_refused_and_the_code_never_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"format": "multitag-trainer", "payload": RunsCode()}, tmp_path / "evil.pth")
+    with pytest.raises(UserError, match="could run code"):
+        load_checkpoint(tmp_path / "evil.pth")
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_unhelpful_files_get_clear_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pth")
+    (tmp_path / "text.pth").write_text("not a model")
+    with pytest.raises(UserError, match="not a readable PyTorch file"):
+        load_checkpoint(tmp_path / "text.pth")
+    torch.save(build_model("resnet18", 2, "none").state_dict(), tmp_path / "bare.pth")
+    with pytest.raises(UserError, match="not a multitag-trainer checkpoint"):
+        load_checkpoint(tmp_path / "bare.pth")
+
+
+def test_weights_that_do_not_fit_the_tags_are_an_error(tmp_path):
+    checkpoint = tiny_checkpoint()
+    checkpoint["tags"] = TAGS + ["extra"]
+    checkpoint["thresholds"] = [0.5] * 4
+    with pytest.raises(UserError, match="do not fit"):
+        model_from_checkpoint(checkpoint, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name", ["tags.txt", "tags.json", "tags.pkl"])
+def test_tag_list_round_trip_in_every_format(tmp_path, name):
+    tags = ["long hair", "café", "1girl"]
+    write_tag_list(tmp_path / name, tags)
+    assert read_tag_list(tmp_path / name) == tags
+
+
+def test_tag_list_formats_are_the_documented_ones(tmp_path):
+    write_tag_list(tmp_path / "t.txt", ["a", "b"])
+    write_tag_list(tmp_path / "t.json", ["a", "b"])
+    write_tag_list(tmp_path / "t.pkl", ["a", "b"])
+    assert (tmp_path / "t.txt").read_text() == "a\nb\n"
+    assert json.loads((tmp_path / "t.json").read_text()) == ["a", "b"]
+    assert pickle.loads((tmp_path / "t.pkl").read_bytes()) == ["a", "b"]  # what the original tool reads
+
+
+def test_tag_pickle_holding_anything_but_strings_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps(["a", RunsCode()]))
+    with pytest.raises(UserError, match="refused"):
+        read_tag_list(tmp_path / "evil.pkl")
+    assert not (tmp_path / "PWNED").exists()
+    (tmp_path / "numbers.pkl").write_bytes(pickle.dumps([1, 2]))
+    with pytest.raises(UserError, match="list of strings"):
+        read_tag_list(tmp_path / "numbers.pkl")
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "model.pth"
+    target.write_bytes(b"good old model")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target, "wb") as file:
+            file.write(b"half a new mod")
+            raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"good old model"
+    assert [path.name for path in tmp_path.iterdir()] == ["model.pth"]

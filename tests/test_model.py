@@ -1,0 +1,66 @@
+"""Any torchvision classifier becomes a tagger with one output per tag."""
+
+import pytest
+import torch
+from torchvision import models
+
+from common.errors import UserError
+from common.model import build_model, replace_classifier_head
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "mobilenet_v3_small", "efficientnet_b0",
+                                  "regnet_y_400mf", "convnext_tiny", "vit_b_16", "swin_t", "densenet121"])
+def test_every_family_gets_a_head_with_one_logit_per_tag(arch):
+    model = build_model(arch, 7, "none").eval()
+    size = 224 if arch.startswith(("vit", "swin")) else 64
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, size, size)).shape == (1, 7)
+
+
+def test_deeper_resnets_are_available_by_name():
+    for arch in ("resnet50", "resnet101", "resnet152"):
+        assert isinstance(replace_classifier_head(models.get_model(arch), 3).fc, torch.nn.Linear)
+
+
+def test_unknown_architecture_lists_the_choices():
+    with pytest.raises(UserError, match="resnet18"):
+        build_model("resnet9000", 3)
+
+
+def test_local_weights_file_is_loaded_except_the_head(tmp_path):
+    source = models.resnet18()
+    torch.nn.init.constant_(source.conv1.weight, 0.125)
+    torch.save(source.state_dict(), tmp_path / "backbone.pth")
+    model = build_model("resnet18", 4, str(tmp_path / "backbone.pth"))
+    assert torch.all(model.conv1.weight == 0.125)
+    assert model.fc.out_features == 4
+
+
+def test_weights_for_another_architecture_are_refused(tmp_path):
+    torch.save(models.mobilenet_v3_small().state_dict(), tmp_path / "other.pth")
+    with pytest.raises(UserError, match="does not fit --arch resnet18"):
+        build_model("resnet18", 4, str(tmp_path / "other.pth"))
+    with pytest.raises(UserError, match="no such file"):
+        build_model("resnet18", 4, str(tmp_path / "missing.pth"))
+
+
+def test_imagenet_weights_come_from_torchvisions_cache(tmp_path, monkeypatch):
+    """No download here: a locally made file sits where torchvision keeps downloaded weights."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    source = models.resnet18()
+    torch.nn.init.constant_(source.conv1.weight, 0.25)
+    file_name = models.ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[-1]
+    torch.save(source.state_dict(), cache / file_name)
+    model = build_model("resnet18", 5, "imagenet")
+    assert torch.all(model.conv1.weight == 0.25) and model.fc.out_features == 5
+
+
+def test_failed_imagenet_download_suggests_the_alternatives(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    file_name = models.ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[-1]
+    (tmp_path / "hub" / "checkpoints" / file_name).write_bytes(b"a corrupt partial download")
+    with pytest.raises(UserError, match="--weights none"):
+        build_model("resnet18", 5, "imagenet")
