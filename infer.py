@@ -20,8 +20,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from common.checkpoint import load_checkpoint, model_from_checkpoint, read_tag_list
-from common.dataset import (ImageTagDataset, collate_readable, default_tag_file, format_tags,
-                            merge_into_tag_file, read_tag_file, scan_folder, short_list)
+from common.dataset import (
+    ImageTagDataset,
+    UnreadableImages,
+    collate_readable,
+    default_tag_file,
+    format_tags,
+    merge_into_tag_file,
+    read_tag_file,
+    scan_folder,
+    short_list,
+)
 from common.device import DEVICE_CHOICES, describe_device, pick_device
 from common.errors import UserError, exit_on_user_error
 from common.files import atomic_write, ensure_writable_folder, write_text_atomically
@@ -118,7 +127,7 @@ def tag_folder(args):
     allowed = load_whitelist(args.whitelist, tags)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise UserError(f"--threshold must be a probability between 0 and 1, not {args.threshold}")
-    thresholds = np.full(len(tags), args.threshold) if args.threshold is not None else np.array(checkpoint["thresholds"])
+    thresholds = np.array(checkpoint["thresholds"] if args.threshold is None else [args.threshold] * len(tags))
     if args.csv:
         ensure_writable_folder(Path(args.csv).resolve().parent, "CSV file")
 
@@ -136,7 +145,7 @@ def tag_folder(args):
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, shuffle=False,
                         collate_fn=collate_readable, pin_memory=run_device.type == "cuda")
     outcomes = {"written": 0, "kept": 0, "merged": 0}
-    unreadable = {}
+    unreadable = UnreadableImages()
     started = time.time()
     with contextlib.ExitStack() as stack, torch.inference_mode():
         csv_writer = None
@@ -144,7 +153,7 @@ def tag_folder(args):
             csv_writer = csv.writer(stack.enter_context(atomic_write(args.csv, "w", newline="")))
             csv_writer.writerow(["file", *tags])
         for batch in tqdm(loader, desc="tagging", unit="batch"):
-            unreadable.update((scan.images[position], reason) for position, reason in batch.unreadable)
+            unreadable.add(dataset, batch.unreadable)
             if batch.images is None:
                 continue
             probabilities = torch.sigmoid(model(batch.images.to(run_device))).float().cpu().numpy()
@@ -154,17 +163,19 @@ def tag_folder(args):
                 outcomes[write_sidecar(image, scan.tag_file_of.get(image), chosen, args)] += 1
                 if csv_writer:
                     csv_writer.writerow([image.relative_to(scan.folder).as_posix(), *(f"{p:.5f}" for p in row)])
-    report(outcomes, unreadable, scan.folder, time.time() - started, args)
-    return {**outcomes, "unreadable": len(unreadable)}
+    report(outcomes, unreadable.reasons, scan.folder, time.time() - started, args)
+    return {**outcomes, "unreadable": len(unreadable.reasons)}
 
 
 def report(outcomes, unreadable, folder, seconds, args):
-    for path, reason in unreadable.items():
-        print(f"warning: could not read {path}: {reason}. It was skipped; re-save or remove it.")
+    if unreadable:
+        print(f"skipped {len(unreadable)} unreadable image(s), which got no sidecar: {short_list(unreadable, folder)}."
+              " Re-save or remove them.")
     tagged = sum(outcomes.values())
+    hint = " (pass --overwrite or --merge to change them)" if outcomes["kept"] else ""
     print(f"tagged {tagged} image(s): {outcomes['written']} sidecars written, {outcomes['merged']} merged, "
-          f"{outcomes['kept']} kept as they were{' (pass --overwrite or --merge to change them)' if outcomes['kept'] else ''}"
-          f" | {len(unreadable)} unreadable | {seconds:.1f} s, {tagged / max(seconds, 1e-9):.1f} images/s")
+          f"{outcomes['kept']} kept as they were{hint} | {len(unreadable)} unreadable | {seconds:.1f} s, "
+          f"{tagged / max(seconds, 1e-9):.1f} images/s")
     if args.csv and tagged:
         print(f"probabilities written to {args.csv}")
     if tagged == 0:

@@ -18,9 +18,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from common.dataset import (default_tag_file, describe_pairing_problems, describe_read_error, find_tag_file,
-                            is_junk, merge_into_tag_file, parse_tags, read_tag_file, read_tags_of, scan_folder,
-                            short_list)
+from common.dataset import (
+    default_tag_file,
+    describe_pairing_problems,
+    describe_read_error,
+    find_tag_file,
+    is_junk,
+    merge_into_tag_file,
+    parse_tags,
+    read_tag_file,
+    read_tags_of,
+    scan_folder,
+    short_list,
+)
 from common.demo import write_demo_dataset
 from common.errors import UserError, exit_on_user_error
 from common.files import atomic_write
@@ -167,7 +177,7 @@ def check_folder(folder, recursive=False, min_count=min_tag_count):
         print("  tag frequencies, most common first:")
         for tag, count in frequency.most_common():
             print(f"    {tag:<{width}}  {count}")
-    rare = [f"{tag} ({count})" for tag, count in sorted(frequency.items(), key=lambda item: item[1]) if count < min_count]
+    rare = [f"{tag} ({count})" for tag, count in reversed(frequency.most_common()) if count < min_count]
     if rare:
         print(f"  {len(rare)} tag(s) on fewer than {min_count} images, hard to learn: {', '.join(rare)}")
     for line in describe_pairing_problems(scan):

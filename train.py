@@ -18,9 +18,20 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from common.checkpoint import make_checkpoint, save_checkpoint, write_tag_list
-from common.dataset import (ImageTagDataset, build_vocabulary, collate_readable, default_tag_file,
-                            describe_pairing_problems, multi_hot, read_tag_file, read_tags_of, scan_folder,
-                            short_list, split_train_validation)
+from common.dataset import (
+    ImageTagDataset,
+    UnreadableImages,
+    build_vocabulary,
+    collate_readable,
+    default_tag_file,
+    describe_pairing_problems,
+    multi_hot,
+    read_tag_file,
+    read_tags_of,
+    scan_folder,
+    short_list,
+    split_train_validation,
+)
 from common.demo import write_demo_dataset
 from common.device import DEVICE_CHOICES, describe_device, pick_device
 from common.errors import UserError, exit_on_user_error
@@ -114,20 +125,6 @@ def make_loaders(args, paths, targets, device):
     return train_loader, validation_loader
 
 
-class UnreadableReport:
-    """Names each unreadable image once, however many epochs meet it."""
-
-    def __init__(self):
-        self.reasons = {}
-
-    def add(self, dataset, unreadable):
-        for position, reason in unreadable:
-            path = dataset.paths[position]
-            if path not in self.reasons:
-                self.reasons[path] = reason
-                tqdm.write(f"warning: skipping unreadable image {path}: {reason}")
-
-
 def train_one_epoch(model, loader, loss_function, optimizer, scheduler, device, unreadable, description):
     model.train()
     total_loss, total_images = 0.0, 0
@@ -193,60 +190,66 @@ def format_epoch_line(epoch, epochs, train_loss, validation, seconds, saved):
     return line + f" | {seconds:.0f} s" + (" | saved" if saved else "")
 
 
+def fit(model, train_loader, validation_loader, args, run_device, save_best):
+    """The epoch loop. Calls save_best(epoch, metrics, thresholds) whenever validation mAP improves
+    (every epoch, without a validation set) and returns the metrics of the best epoch."""
+    loss_function = nn.BCEWithLogitsLoss()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, pct_start=0.2,
+                                                    total_steps=max(args.epochs * len(train_loader), 1))
+    thresholds = [0.5] * train_loader.dataset.targets.shape[1]  # until per-tag calibration exists
+    unreadable = UnreadableImages()
+    best = None
+    for epoch in range(1, args.epochs + 1):
+        started = time.time()
+        train_loss = train_one_epoch(model, train_loader, loss_function, optimizer, scheduler, run_device,
+                                     unreadable, f"epoch {epoch}/{args.epochs}")
+        validation = None
+        if validation_loader is not None:
+            loss, targets, probabilities = predict(model, validation_loader, loss_function, run_device, unreadable)
+            if targets is not None:
+                validation = {"loss": loss, **evaluate(targets, probabilities, thresholds)}
+        improved = best is None or validation is None or validation["mAP"] > best["mAP"]
+        if improved:
+            best = {"epoch": epoch, "train_loss": train_loss, **(validation or {})}
+            save_best(epoch, best, thresholds)
+        print(format_epoch_line(epoch, args.epochs, train_loss, validation, time.time() - started, improved))
+    if unreadable.reasons:
+        print(f"skipped {len(unreadable.reasons)} unreadable image(s): {short_list(unreadable.reasons, args.data)}")
+    return best
+
+
 def train_tagger(args):
     """The whole training stage. Returns the metrics of the saved (best) epoch."""
     require(args, "data", "training folder")
-    require(args, "model", "model path")
-    model_path = Path(args.model)
+    model_path = Path(require(args, "model", "model path"))
     tags_path = Path(args.tags) if args.tags else model_path.with_name(f"{model_path.stem}_tags.txt")
     ensure_writable_folder(model_path.parent, "model")
     ensure_writable_folder(tags_path.parent, "tag list")
     torch.manual_seed(args.seed)
     run_device = pick_device(args.device)
     print(f"device: {describe_device(run_device)}")
-
     paths, tag_lists, vocabulary = load_training_data(args)
-    targets = multi_hot(tag_lists, vocabulary)
-    train_loader, validation_loader = make_loaders(args, paths, targets, run_device)
+    train_loader, validation_loader = make_loaders(args, paths, multi_hot(tag_lists, vocabulary), run_device)
     model = build_model(args.arch, len(vocabulary), args.weights).to(run_device)
     print(f"model: {args.arch} ({count_parameters(model) / 1e6:.1f} M parameters), weights: {args.weights}")
     confirm_overwrite(model_path, args.yes)
-
-    loss_function = nn.BCEWithLogitsLoss()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, pct_start=0.2,
-                                                    total_steps=max(args.epochs * len(train_loader), 1))
-    thresholds = [0.5] * len(vocabulary)  # until per-tag calibration exists
     settings = {key: value for key, value in vars(args).items() if key not in ("demo", "yes", "debug")}
-    unreadable = UnreadableReport()
-    best = None
+    saved = {}
+
+    def save_best(epoch, metrics, thresholds):
+        save_checkpoint(make_checkpoint(model, arch=args.arch, tags=vocabulary, thresholds=thresholds,
+                                        image_size=args.image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                                        settings=settings, metrics=metrics, epoch=epoch), model_path)
+        write_tag_list(tags_path, vocabulary)
+        saved.update(metrics)
+
     try:
-        for epoch in range(1, args.epochs + 1):
-            started = time.time()
-            train_loss = train_one_epoch(model, train_loader, loss_function, optimizer, scheduler, run_device,
-                                         unreadable, f"epoch {epoch}/{args.epochs}")
-            validation = None
-            if validation_loader is not None:
-                loss, val_targets, probabilities = predict(model, validation_loader, loss_function, run_device,
-                                                           unreadable)
-                if val_targets is not None:
-                    validation = {"loss": loss, **evaluate(val_targets, probabilities, thresholds)}
-            # Keep the epoch with the best validation mAP (or the latest, without validation).
-            improved = best is None or validation is None or validation["mAP"] > best["mAP"]
-            if improved:
-                best = {"epoch": epoch, "train_loss": train_loss, **(validation or {})}
-                checkpoint = make_checkpoint(model, arch=args.arch, tags=vocabulary, thresholds=thresholds,
-                                             image_size=args.image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                                             settings=settings, metrics=best, epoch=epoch)
-                save_checkpoint(checkpoint, model_path)
-                write_tag_list(tags_path, vocabulary)
-            print(format_epoch_line(epoch, args.epochs, train_loss, validation, time.time() - started, improved))
+        best = fit(model, train_loader, validation_loader, args, run_device, save_best)
     except KeyboardInterrupt:
-        where = f"the best model so far (epoch {best['epoch']}) is at {model_path}" if best else "no model was saved"
+        where = f"the best model so far (epoch {saved['epoch']}) is in {model_path}" if saved else "no model was saved"
         print(f"\ninterrupted: {where}")
         raise SystemExit(130)
-    if unreadable.reasons:
-        print(f"skipped {len(unreadable.reasons)} unreadable image(s): {short_list(unreadable.reasons, args.data)}")
     summary = ", ".join(f"{name} {best[name]:.3f}" for name in ("mAP", "micro_f1") if name in best)
     print(f"saved the model from epoch {best['epoch']} ({summary or 'no validation set'}) to {model_path}")
     print(f"saved the tag list ({len(vocabulary)} tags) to {tags_path}")

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 from PIL import UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
+from tqdm import tqdm
 
 from common.errors import UserError
 from common.files import write_text_atomically
@@ -245,6 +246,21 @@ class ImageTagDataset(Dataset):
             return None, None, position, describe_read_error(error)
         target = self.targets[position] if self.targets is not None else None
         return image, target, position, None
+
+
+class UnreadableImages:
+    """Collects the images that could not be read, naming each one once when first met
+    (through tqdm.write, so that the message does not break a progress bar)."""
+
+    def __init__(self):
+        self.reasons = {}
+
+    def add(self, dataset, unreadable):
+        for position, reason in unreadable:
+            path = dataset.paths[position]
+            if path not in self.reasons:
+                self.reasons[path] = reason
+                tqdm.write(f"warning: skipping unreadable image {path}: {reason}")
 
 
 def collate_readable(samples):

@@ -19,8 +19,8 @@ def atomic_write(path, mode="w", encoding="utf-8", newline=None):
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        binary = "b" in mode
-        with os.fdopen(handle, mode, encoding=None if binary else encoding, newline=None if binary else newline) as file:
+        text_options = {} if "b" in mode else {"encoding": encoding, "newline": newline}
+        with os.fdopen(handle, mode, **text_options) as file:
             yield file
             file.flush()
             os.fsync(file.fileno())

@@ -6,8 +6,14 @@ import pickle
 import pytest
 import torch
 
-from common.checkpoint import (load_checkpoint, make_checkpoint, model_from_checkpoint, read_tag_list,
-                               save_checkpoint, write_tag_list)
+from common.checkpoint import (
+    load_checkpoint,
+    make_checkpoint,
+    model_from_checkpoint,
+    read_tag_list,
+    save_checkpoint,
+    write_tag_list,
+)
 from common.errors import UserError
 from common.files import atomic_write
 from common.model import build_model

@@ -1,15 +1,26 @@
 """How a folder of images and sidecar tag files is read."""
 
 import torch
+from conftest import save_image
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from common.dataset import (ImageTagDataset, build_vocabulary, collate_readable, decode_tag_bytes,
-                            describe_pairing_problems, detect_separator, merge_into_tag_file, multi_hot,
-                            parse_tags, read_tag_file, scan_folder, split_train_validation)
+from common.dataset import (
+    ImageTagDataset,
+    build_vocabulary,
+    collate_readable,
+    decode_tag_bytes,
+    describe_pairing_problems,
+    detect_separator,
+    merge_into_tag_file,
+    multi_hot,
+    parse_tags,
+    read_tag_file,
+    scan_folder,
+    split_train_validation,
+)
 from common.images import eval_transform, open_image
-from conftest import save_image
 
 
 def test_tags_one_per_line_with_crlf_bom_spaces_blanks_and_repeats():

@@ -5,11 +5,11 @@ import re
 import shutil
 
 import pytest
+from conftest import FAST_TRAINING, run_script, save_image
 
 from common.checkpoint import load_checkpoint, read_tag_list
 from common.dataset import parse_tags
 from common.demo import write_demo_dataset
-from conftest import FAST_TRAINING, run_script, save_image
 
 EPOCH_LINE = re.compile(r"^epoch 1/2 \| train loss \d+\.\d{4} \| val loss \d+\.\d{4} \| mAP \d\.\d{3} \| "
                         r"micro-F1 \d\.\d{3} \| TP \d+ FP \d+ FN \d+ TN \d+ \| \d+ s( \| saved)?$", re.MULTILINE)

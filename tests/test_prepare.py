@@ -3,11 +3,11 @@
 import re
 
 import pytest
+from conftest import run_script, save_image
 
 import prepare
 from common.dataset import parse_tags, read_tag_file, scan_folder
 from common.errors import UserError
-from conftest import run_script, save_image
 
 RED, BLUE, GREEN = (220, 20, 20), (20, 20, 220), (20, 200, 20)
 
