@@ -170,10 +170,14 @@ def confirm_overwrite(model_path, yes):
     if yes or not model_path.exists():
         return
     if sys.stdin.isatty() and sys.stdout.isatty():
-        for remaining in range(overwrite_countdown, 0, -1):
-            print(f"\r{model_path} exists and will be replaced in {remaining} s (Ctrl-C keeps it; --yes skips "
-                  "this)", end="", flush=True)
-            time.sleep(1)
+        try:
+            for remaining in range(overwrite_countdown, 0, -1):
+                print(f"\r{model_path} exists and will be replaced in {remaining} s (Ctrl-C keeps it; --yes "
+                      "skips this)", end="", flush=True)
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print(f"\nstopped: {model_path} was left as it was")
+            raise SystemExit(130)
         print()
     else:
         backup = model_path.with_name(f"{model_path.stem}.previous{model_path.suffix}")

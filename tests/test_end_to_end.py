@@ -1,11 +1,18 @@
 """train.py and infer.py run as a user runs them, on small folders of real image files."""
 
+import contextlib
 import csv
+import os
 import re
+import select
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
-from conftest import FAST_TRAINING, run_script, save_image
+from conftest import FAST_TRAINING, REPOSITORY, run_script, save_image
 
 from common.checkpoint import load_checkpoint, read_tag_list
 from common.dataset import parse_tags
@@ -162,3 +169,30 @@ def test_demo_learns_in_a_fresh_folder(tmp_path):
     assert micro_f1 >= 0.9, result.stdout
     assert (tmp_path / "demo" / "model.pth").exists() and (tmp_path / "demo" / "tags.txt").exists()
     assert len(list((tmp_path / "demo" / "infer").glob("*.png.txt"))) == 12
+
+
+def test_in_a_terminal_ctrl_c_during_the_countdown_keeps_the_model(shapes_dataset, tmp_path):
+    """A pseudo-terminal makes train.py believe a person is watching, so it counts down."""
+    pty = pytest.importorskip("pty")  # POSIX only
+    root, _ = shapes_dataset
+    model = tmp_path / "m.pth"
+    model.write_bytes(b"precious")
+    leader, follower = pty.openpty()
+    no_yes = [flag for flag in FAST_TRAINING if flag != "--yes"]
+    process = subprocess.Popen([sys.executable, str(REPOSITORY / "train.py"), "--data", str(root / "train"),
+                                "--model", str(model), *no_yes], cwd=tmp_path, stdin=follower, stdout=follower,
+                               stderr=follower)
+    os.close(follower)
+    output = b""
+    deadline = time.time() + 120
+    while b"will be replaced in" not in output and time.time() < deadline:
+        ready, _, _ = select.select([leader], [], [], 1)
+        if ready:
+            output += os.read(leader, 4096)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    with contextlib.suppress(OSError):
+        output += os.read(leader, 4096)
+    os.close(leader)
+    assert model.read_bytes() == b"precious"
+    assert b"left as it was" in output
