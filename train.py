@@ -7,6 +7,7 @@
 Each setting comes from its flag, else an environment variable, else .env, else the block below.
 """
 
+import math
 import os
 import sys
 import time
@@ -141,7 +142,7 @@ def train_one_epoch(model, loader, loss_function, optimizer, scheduler, device, 
         scheduler.step()
         total_loss += loss.item() * len(images)
         total_images += len(images)
-    return total_loss / max(total_images, 1)
+    return total_loss / max(total_images, 1), total_images
 
 
 @torch.inference_mode()
@@ -159,7 +160,7 @@ def predict(model, loader, loss_function, device, unreadable):
         all_targets.append(targets.cpu())
         all_probabilities.append(torch.sigmoid(logits).float().cpu())
     if not all_targets:
-        return float("nan"), None, None
+        return math.nan, None, None
     targets = torch.cat(all_targets)
     return total_loss / len(targets), targets.numpy(), torch.cat(all_probabilities).numpy()
 
@@ -206,8 +207,11 @@ def fit(model, train_loader, validation_loader, args, run_device, save_best):
     best = None
     for epoch in range(1, args.epochs + 1):
         started = time.time()
-        train_loss = train_one_epoch(model, train_loader, loss_function, optimizer, scheduler, run_device,
+        train_loss, images_seen = train_one_epoch(model, train_loader, loss_function, optimizer, scheduler, run_device,
                                      unreadable, f"epoch {epoch}/{args.epochs}")
+        if images_seen == 0:
+            raise UserError(f"none of the {len(train_loader.dataset)} training images in {args.data} could be "
+                            "read. Check them with `python prepare.py check`.")
         validation = None
         if validation_loader is not None:
             loss, targets, probabilities = predict(model, validation_loader, loss_function, run_device, unreadable)
@@ -274,7 +278,7 @@ def run_demo(args):
     for path, true_tags in list(truth.items())[:6]:
         predicted = read_tag_file(default_tag_file(path))
         print(f"  {path.name}: {', '.join(predicted) or '-'} | {', '.join(true_tags)}")
-    print(f"\nthe demo's validation micro-F1 is {best.get('micro_f1', float('nan')):.3f}. "
+    print(f"\nthe demo's validation micro-F1 is {best.get('micro_f1', math.nan):.3f}. "
           f"Now point TRAINING at your own folder (see .env.example) and run python train.py.")
     return best
 

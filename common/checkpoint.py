@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from common.errors import UserError
-from common.files import atomic_write, write_text_atomically
+from common.files import atomic_write, load_torch_file, write_text_atomically
 from common.model import build_model
 
 CHECKPOINT_FORMAT = "multitag-trainer"
@@ -66,15 +66,7 @@ def load_checkpoint(path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model file {path} does not exist: train one with train.py, or check MODEL / --model")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        if "unsupported global" in str(error).lower():  # weights_only refused a class or function reference
-            raise UserError(f"refused to load {path}: it contains Python objects other than tensors and plain "
-                            "data, and loading them could run code. Only use model files from sources you trust; "
-                            "a multitag-trainer checkpoint never needs this.") from error
-        raise UserError(f"{path} is not a readable PyTorch file ({type(error).__name__}: {error}). "
-                        "Is it a complete, uncorrupted copy?") from error
+    checkpoint = load_torch_file(path, "model file")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a multitag-trainer checkpoint (no 'format' entry); "
                         "if it is a bare state dict, train a new model with train.py")

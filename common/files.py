@@ -5,6 +5,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import torch
+
 from common.errors import UserError
 
 
@@ -46,3 +48,20 @@ def ensure_writable_folder(folder, what):
     except OSError as error:
         raise UserError(f"cannot write the {what} to {folder}: {error.strerror or error}. "
                         "Choose a folder you can write to.") from error
+
+
+def load_torch_file(path, description):
+    """torch.load with weights_only=True, so that a file from a stranger can never run code;
+    every failure becomes a UserError that names the file and says what went wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{description} {path} does not exist: check the path")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        if "unsupported global" in str(error).lower():  # weights_only refused a class or function reference
+            raise UserError(f"refused to load {description} {path}: it contains Python objects other than "
+                            "tensors and plain data, and loading them could run code. Only use files from "
+                            "sources you trust; multitag-trainer's own files never need this.") from error
+        raise UserError(f"{description} {path} is not a readable PyTorch file ({type(error).__name__}: {error}). "
+                        "Is it a complete, uncorrupted copy?") from error

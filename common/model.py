@@ -7,6 +7,7 @@ from torch import nn
 from torchvision import models
 
 from common.errors import UserError
+from common.files import load_torch_file
 
 DEFAULT_ARCH = "resnet50"
 WEIGHT_CHOICES = "imagenet | none | PATH"
@@ -69,10 +70,7 @@ def load_backbone_weights(model, path, arch):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--weights {path}: no such file. Use imagenet, none, or the path of a .pth weights file.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise UserError(f"--weights {path} could not be read as PyTorch weights ({error}).") from error
+    state = load_torch_file(path, "--weights file")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]  # one of our checkpoints: fine-tune from an earlier tagger
     if not isinstance(state, dict):

@@ -196,3 +196,15 @@ def test_in_a_terminal_ctrl_c_during_the_countdown_keeps_the_model(shapes_datase
     os.close(leader)
     assert model.read_bytes() == b"precious"
     assert b"left as it was" in output
+
+
+def test_a_folder_of_only_unreadable_images_is_a_clear_error(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a.jpg", "b.png", "c.webp", "d.gif"):
+        (data / name).write_bytes(b"not an image at all")
+        (data / f"{name}.txt").write_text("tag\n")
+    result = run_script("train.py", "--data", data, "--model", tmp_path / "m.pth", *FAST_TRAINING, cwd=tmp_path,
+                        check=False)
+    assert result.returncode == 2 and "could be read" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "m.pth").exists()
