@@ -2,11 +2,13 @@
 
     python train.py --demo        # make a small demo dataset, train on it, then tag a folder with the model
     python train.py --data training/ --model models/tagger.pth --tags models/tagger_tags.txt
-    python train.py --arch resnet18 --weights none --image-size 64 --epochs 4 --yes
+    python train.py --arch resnet18 --weights none --image-size 64 --epochs 10 --yes
+    python train.py --resume      # continue a run that was interrupted
 
 Each setting comes from its flag, else an environment variable, else .env, else the block below.
 """
 
+import json
 import math
 import os
 import sys
@@ -14,44 +16,38 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from common.checkpoint import make_checkpoint, save_checkpoint, write_tag_list
-from common.dataset import (
-    ImageTagDataset,
-    UnreadableImages,
-    build_vocabulary,
-    collate_readable,
-    default_tag_file,
-    describe_pairing_problems,
-    multi_hot,
-    read_tag_file,
-    read_tags_of,
-    scan_folder,
-    short_list,
-    split_train_validation,
-)
+from common.checkpoint import load_training_state
+from common.dataset import (ImageTagDataset, UnreadableImages, collate_readable, default_tag_file,
+                            describe_pairing_problems, multi_hot, read_tag_file, read_tags_of, scan_folder,
+                            split_train_validation)
 from common.demo import write_demo_dataset
 from common.device import DEVICE_CHOICES, describe_device, pick_device
 from common.errors import UserError, exit_on_user_error
-from common.files import ensure_writable_folder
-from common.images import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
-from common.metrics import evaluate
-from common.model import DEFAULT_ARCH, WEIGHT_CHOICES, build_model, count_parameters
+from common.files import ensure_writable_folder, write_text_atomically
+from common.images import eval_transform, train_transform
+from common.model import DEFAULT_ARCH, WEIGHT_CHOICES, build_model, classifier_head_name, count_parameters
 from common.settings import SettingsParser, require
+from common.trainer import TrainingRun, finish, fit
+from common.training import LOSS_CHOICES, PRECISION_CHOICES, CachedFeatures, extract_features, resolve_precision
 
 # ----------------------------------------------------------------------------- settings
 # The defaults. A flag, an environment variable or a .env key (in that order) overrides each one.
 num_epochs = 10  # passes over the training images
 batch_size = 32  # images per optimizer step; lower it if you run out of (GPU) memory
 image_size = 224  # pixels: every image is resized to image_size x image_size
-learning_rate = 1e-3  # AdamW's peak step size; it warms up, then decays to zero (one-cycle schedule)
-weight_decay = 1e-4  # AdamW's weight decay
+learning_rate = 3e-3  # AdamW's peak step size, reached after the warm-up, then decayed along a cosine
+warmup_fraction = 0.1  # share of all steps spent raising the learning rate from zero
+weight_decay = 0.05  # AdamW's weight decay, for weights only (never biases or normalisation layers)
+augment = "auto"  # auto (on when starting from pretrained weights, off from scratch) | on | off
+loss = "bce"  # bce (binary cross-entropy) | asl (Asymmetric Loss, for many tags with few positives each)
 arch = DEFAULT_ARCH  # any torchvision classifier: resnet18/34/50/101/152, efficientnet_b0, convnext_tiny, ...
 weights = "imagenet"  # imagenet (downloaded once) | none (train from scratch) | PATH to a .pth file
-val_fraction = 0.2  # share of the images held out to measure the model; 0 trains on all of them
+val_fraction = 0.2  # share of the images held out to pick the best epoch and calibrate thresholds
+min_tag_count = 1  # tags on fewer images than this are dropped (and named) before training
+patience = 0  # stop after this many epochs without a better validation mAP; 0 never stops early
+precision = "auto"  # auto (bf16/fp16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
 seed = 0  # makes the validation split and the initial weights repeatable
 device = "auto"  # auto (cuda, then mps, then cpu) | cuda | mps | cpu
 workers = min(4, os.cpu_count() or 1)  # background processes decoding images; 0 decodes in the main one
@@ -61,36 +57,57 @@ overwrite_countdown = 5  # seconds to wait, in a terminal, before replacing an e
 DEMO_FOLDER = Path("demo")
 DEMO_SETTINGS = dict(data=str(DEMO_FOLDER / "train"), model=str(DEMO_FOLDER / "model.pth"),
                      tags=str(DEMO_FOLDER / "tags.txt"), arch="resnet18", weights="none", image_size=64,
-                     epochs=12, batch_size=32, lr=2e-3, yes=True)
+                     epochs=12, yes=True)
 
 
 def get_args_parser():
     parser = SettingsParser(description="Train a multi-label image tagger on images with sidecar tag files.")
-    parser.add_argument("--data", help="folder of training images and their tag files (.env: TRAINING)")
-    parser.add_argument("--model", help="where to save the model checkpoint, e.g. models/tagger.pth (.env: MODEL)")
-    parser.add_argument("--tags", help="where to save the tag list: .txt, .json or .pkl (.env: TAGS); "
-                                       "default: beside the model, as NAME_tags.txt")
-    parser.add_argument("--arch", default=arch, help="torchvision architecture (.env: ARCH)")
-    parser.add_argument("--weights", default=weights, help=f"starting weights: {WEIGHT_CHOICES} (.env: WEIGHTS)")
-    parser.add_argument("--epochs", type=int, default=num_epochs, help="passes over the data (.env: EPOCHS)")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help="images per step (.env: BATCH_SIZE)")
-    parser.add_argument("--image-size", type=int, default=image_size, help="input side in pixels (.env: IMAGE_SIZE)")
-    parser.add_argument("--lr", type=float, default=learning_rate, help="peak learning rate (.env: LEARNING_RATE)")
-    parser.add_argument("--weight-decay", type=float, default=weight_decay, help="AdamW weight decay")
-    parser.add_argument("--val-fraction", type=float, default=val_fraction,
-                        help="share held out for validation (.env: VAL_FRACTION)")
-    parser.add_argument("--seed", type=int, default=seed, help="random seed (.env: SEED)")
-    parser.add_argument("--device", default=device, help=f"{' | '.join(DEVICE_CHOICES)} (.env: DEVICE)")
-    parser.add_argument("--workers", type=int, default=workers, help="image-decoding processes (.env: WORKERS)")
-    parser.add_argument("--recursive", action="store_true", help="also read images in subfolders of --data")
-    parser.add_argument("--yes", action="store_true", help="replace an existing model without the countdown")
-    parser.add_argument("--demo", action="store_true",
-                        help=f"generate a demo dataset in {DEMO_FOLDER}/, train on it and tag {DEMO_FOLDER}/infer")
+    add = parser.add_argument
+    add("--data", help="folder of training images and their tag files (.env: TRAINING)")
+    add("--model", help="where to save the model, e.g. models/tagger.pth (.env: MODEL)")
+    add("--tags", help="where to save the tag list: .txt, .json or .pkl (.env: TAGS); default: NAME.tags.txt "
+                       "beside the model")
+    add("--arch", default=arch, help="torchvision architecture (.env: ARCH)")
+    add("--weights", default=weights, help=f"starting weights: {WEIGHT_CHOICES} (.env: WEIGHTS)")
+    add("--epochs", type=int, default=num_epochs, help="passes over the data (.env: EPOCHS)")
+    add("--batch-size", type=int, default=batch_size, help="images per step (.env: BATCH_SIZE)")
+    add("--image-size", type=int, default=image_size, help="input side in pixels (.env: IMAGE_SIZE)")
+    add("--lr", type=float, default=learning_rate, help="peak learning rate (.env: LEARNING_RATE)")
+    add("--warmup", type=float, default=warmup_fraction, help="share of the steps spent warming up")
+    add("--weight-decay", type=float, default=weight_decay, help="AdamW weight decay")
+    add("--loss", default=loss, choices=LOSS_CHOICES, help="training loss (.env: LOSS)")
+    add("--freeze-backbone", action="store_true",
+        help="train only the new last layer, on backbone features computed once (fast; needs pretrained weights)")
+    add("--augment", default=augment, choices=("auto", "on", "off"),
+        help="random crops, flips and colour changes in training; auto: on when starting from pretrained weights "
+             "(.env: AUGMENT)")
+    add("--no-augment", dest="augment", action="store_const", const="off", help="the same as --augment off")
+    add("--val-fraction", type=float, default=val_fraction, help="share held out for validation (.env: VAL_FRACTION)")
+    add("--min-tag-count", type=int, default=min_tag_count, help="drop tags on fewer images than this")
+    add("--patience", type=int, default=patience, help="epochs without improvement before stopping; 0: never")
+    add("--resume", action="store_true", help="continue the interrupted run whose model is --model")
+    add("--precision", default=precision, choices=PRECISION_CHOICES, help="arithmetic precision (.env: PRECISION)")
+    add("--seed", type=int, default=seed, help="random seed (.env: SEED)")
+    add("--device", default=device, help=f"{' | '.join(DEVICE_CHOICES)} (.env: DEVICE)")
+    add("--workers", type=int, default=workers, help="image-decoding processes (.env: WORKERS)")
+    add("--recursive", action="store_true", help="also read images in subfolders of --data")
+    add("--yes", action="store_true", help="replace an existing model without the countdown")
+    add("--demo", action="store_true", help=f"train on a generated dataset in {DEMO_FOLDER}/, then tag "
+                                            f"{DEMO_FOLDER}/infer")
     return parser
 
 
+def output_paths(args):
+    """Where everything goes: the model, the tag list, and the run's files beside the model."""
+    model = Path(require(args, "model", "model path"))
+    beside = {kind: model.with_name(f"{model.stem}.{kind}") for kind in
+              ("last.pth", "metrics.csv", "report.csv", "curves.png", "pr.png", "split.json")}
+    return {"model": model, "tags": Path(args.tags) if args.tags else model.with_name(f"{model.stem}.tags.txt"),
+            **beside}
+
+
 def load_training_data(args):
-    """Scan the folder, name what cannot be used, and return (image paths, tag lists, vocabulary)."""
+    """Scan the folder, name what cannot be used, drop too-rare tags; return (paths, targets, tags)."""
     scan = scan_folder(args.data, recursive=args.recursive)
     for line in describe_pairing_problems(scan):
         print(f"warning: {line}")
@@ -98,76 +115,87 @@ def load_training_data(args):
     if not tags_of:
         raise UserError(f"found no images with tag files in {args.data}. Each image needs a sidecar such as "
                         "cat1.jpg.txt (or cat1.txt) holding its tags; `python prepare.py check DIR` explains more.")
-    vocabulary = build_vocabulary(tags_of.values())
+    counts = {}
+    for tags in tags_of.values():
+        for tag in tags:
+            counts[tag] = counts.get(tag, 0) + 1
+    vocabulary = sorted(tag for tag, count in counts.items() if count >= args.min_tag_count)
+    dropped = sorted(set(counts) - set(vocabulary))
+    if dropped:
+        print(f"dropped {len(dropped)} tag(s) on fewer than {args.min_tag_count} images: {', '.join(dropped[:20])}"
+              f"{' ...' if len(dropped) > 20 else ''}")
     if not vocabulary:
-        raise UserError(f"every tag file in {args.data} is empty, so there is nothing to learn. Add tags first.")
+        raise UserError(f"no tag in {args.data} is on at least {args.min_tag_count} images (--min-tag-count), "
+                        "so there is nothing to learn. Add tags first.")
     print(f"data: {len(tags_of)} tagged images, {len(vocabulary)} tags, from {args.data}")
-    return list(tags_of), list(tags_of.values()), vocabulary
+    return list(tags_of), multi_hot(list(tags_of.values()), vocabulary), vocabulary
 
 
-def make_loaders(args, paths, targets, device):
-    train_positions, validation_positions = split_train_validation(len(paths), args.val_fraction, args.seed)
+def split_data(args, paths, targets, resume_state, split_path):
+    """Stratified split, or the interrupted run's own when resuming; saved beside the model."""
+    root = Path(args.data)
+    if resume_state:
+        position_of = {path.relative_to(root).as_posix(): position for position, path in enumerate(paths)}
+        try:
+            split = [[position_of[name] for name in resume_state["split"][part]] for part in ("train", "validation")]
+        except KeyError as missing:
+            raise UserError(f"{args.data} lost the image {missing} since the interrupted run; start a fresh run "
+                            "without --resume") from None
+    else:
+        split = split_train_validation(targets, args.val_fraction, args.seed)
+    names = {part: [paths[p].relative_to(root).as_posix() for p in positions]
+             for part, positions in zip(("train", "validation"), split)}
+    write_text_atomically(split_path, json.dumps({"data": str(root), "seed": args.seed, **names}, indent=1))
+    print(f"split: {len(split[0])} for training, {len(split[1])} for validation (saved in {split_path})")
+    return split, names
+
+
+def augments(args):
+    """Augmentation helps fine-tuning pretrained weights, but a short run from scratch learns faster
+    without it (bench/quality.py); cached features are computed once, so never augmented."""
+    if args.freeze_backbone or args.augment == "off":
+        return False
+    return args.augment == "on" or str(args.weights).lower() != "none"
+
+
+def make_loaders(args, paths, targets, split, device, augment, for_training=True):
+    """Training and validation loaders; for_training=False reads the training images once, in order
+    (to compute features from them)."""
     common = dict(batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_readable,
                   pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
-    decode_size = args.image_size  # JPEGs decode at reduced size when far larger than the input
+    transform = train_transform if augment else eval_transform
 
-    def subset(positions, transform):
-        return ImageTagDataset([paths[p] for p in positions], transform, targets[positions], decode_size)
+    def images(positions, chosen_transform):
+        return ImageTagDataset([paths[p] for p in positions], chosen_transform(args.image_size), targets[positions],
+                               decode_size=args.image_size)  # JPEGs decode at reduced size when far larger
 
-    train_set = subset(train_positions, train_transform(args.image_size, IMAGENET_MEAN, IMAGENET_STD))
+    train_set = images(split[0], transform)
     # Dropping a last, partial batch avoids a batch of one, which BatchNorm cannot train on.
-    train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > args.batch_size,
+    train_loader = DataLoader(train_set, shuffle=for_training,
+                              drop_last=for_training and len(train_set) > args.batch_size,
                               generator=torch.Generator().manual_seed(args.seed), **common)
-    validation_loader = None
-    if validation_positions:
-        validation_set = subset(validation_positions, eval_transform(args.image_size, IMAGENET_MEAN, IMAGENET_STD))
-        validation_loader = DataLoader(validation_set, shuffle=False, **common)
-    print(f"split: {len(train_positions)} for training, {len(validation_positions)} for validation")
+    validation_loader = DataLoader(images(split[1], eval_transform), **common) if split[1] else None
     return train_loader, validation_loader
 
 
-def train_one_epoch(model, loader, loss_function, optimizer, scheduler, device, unreadable, description):
-    model.train()
-    total_loss, total_images = 0.0, 0
-    for batch in tqdm(loader, desc=description, leave=False, unit="batch"):
-        unreadable.add(loader.dataset, batch.unreadable)
-        if batch.images is None:
-            continue
-        images = batch.images.to(device, non_blocking=True)
-        targets = batch.targets.to(device, non_blocking=True)
-        loss = loss_function(model(images), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        total_loss += loss.item() * len(images)
-        total_images += len(images)
-    return total_loss / max(total_images, 1), total_images
-
-
-@torch.inference_mode()
-def predict(model, loader, loss_function, device, unreadable):
-    """Mean loss, targets and probabilities over a labelled loader."""
-    model.eval()
-    total_loss, all_targets, all_probabilities = 0.0, [], []
-    for batch in loader:
-        unreadable.add(loader.dataset, batch.unreadable)
-        if batch.images is None:
-            continue
-        logits = model(batch.images.to(device, non_blocking=True))
-        targets = batch.targets.to(device, non_blocking=True)
-        total_loss += loss_function(logits, targets).item() * len(targets)
-        all_targets.append(targets.cpu())
-        all_probabilities.append(torch.sigmoid(logits).float().cpu())
-    if not all_targets:
-        return math.nan, None, None
-    targets = torch.cat(all_targets)
-    return total_loss / len(targets), targets.numpy(), torch.cat(all_probabilities).numpy()
+def cache_features(model, loaders, args, device, precision, unreadable):
+    """--freeze-backbone: run the backbone once over each loader; later epochs train the head alone."""
+    started = time.time()
+    cached = []
+    for loader in loaders:
+        features, targets = extract_features(model, loader, device, precision, unreadable) if loader else (None,) * 2
+        cached.append(None if features is None else DataLoader(
+            CachedFeatures(features, targets), batch_size=args.batch_size, shuffle=loader is loaders[0],
+            collate_fn=collate_readable, generator=torch.Generator().manual_seed(args.seed)))
+    if cached[0] is None:
+        raise UserError(f"none of the training images in {args.data} could be read. "
+                        "Check them with `python prepare.py check`.")
+    print(f"features: computed once for {len(cached[0].dataset)} training images in {time.time() - started:.0f} s")
+    return cached
 
 
 def confirm_overwrite(model_path, yes):
     """Never replace a model silently: count down in a terminal, keep a backup elsewhere."""
-    model_path = Path(model_path)
     if yes or not model_path.exists():
         return
     if sys.stdin.isatty() and sys.stdout.isatty():
@@ -186,82 +214,38 @@ def confirm_overwrite(model_path, yes):
         print(f"kept the existing model as {backup} (pass --yes to replace it without a backup)")
 
 
-def format_epoch_line(epoch, epochs, train_loss, validation, seconds, saved):
-    line = f"epoch {epoch:>{len(str(epochs))}}/{epochs} | train loss {train_loss:.4f}"
-    if validation:
-        line += (f" | val loss {validation['loss']:.4f} | mAP {validation['mAP']:.3f} | micro-F1 "
-                 f"{validation['micro_f1']:.3f} | TP {validation['tp']} FP {validation['fp']} "
-                 f"FN {validation['fn']} TN {validation['tn']}")
-    return line + f" | {seconds:.0f} s" + (" | saved" if saved else "")
-
-
-def fit(model, train_loader, validation_loader, args, run_device, save_best):
-    """The epoch loop. Calls save_best(epoch, metrics, thresholds) whenever validation mAP improves
-    (every epoch, without a validation set) and returns the metrics of the best epoch."""
-    loss_function = nn.BCEWithLogitsLoss()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, pct_start=0.2,
-                                                    total_steps=max(args.epochs * len(train_loader), 1))
-    thresholds = [0.5] * train_loader.dataset.targets.shape[1]  # until per-tag calibration exists
-    unreadable = UnreadableImages()
-    best = None
-    for epoch in range(1, args.epochs + 1):
-        started = time.time()
-        train_loss, images_seen = train_one_epoch(model, train_loader, loss_function, optimizer, scheduler, run_device,
-                                     unreadable, f"epoch {epoch}/{args.epochs}")
-        if images_seen == 0:
-            raise UserError(f"none of the {len(train_loader.dataset)} training images in {args.data} could be "
-                            "read. Check them with `python prepare.py check`.")
-        validation = None
-        if validation_loader is not None:
-            loss, targets, probabilities = predict(model, validation_loader, loss_function, run_device, unreadable)
-            if targets is not None:
-                validation = {"loss": loss, **evaluate(targets, probabilities, thresholds)}
-        improved = best is None or validation is None or validation["mAP"] > best["mAP"]
-        if improved:
-            best = {"epoch": epoch, "train_loss": train_loss, **(validation or {})}
-            save_best(epoch, best, thresholds)
-        print(format_epoch_line(epoch, args.epochs, train_loss, validation, time.time() - started, improved))
-    if unreadable.reasons:
-        print(f"skipped {len(unreadable.reasons)} unreadable image(s): {short_list(unreadable.reasons, args.data)}")
-    return best
-
-
 def train_tagger(args):
-    """The whole training stage. Returns the metrics of the saved (best) epoch."""
+    """The whole training stage. Returns the final metrics of the saved model."""
     require(args, "data", "training folder")
-    model_path = Path(require(args, "model", "model path"))
-    tags_path = Path(args.tags) if args.tags else model_path.with_name(f"{model_path.stem}_tags.txt")
-    ensure_writable_folder(model_path.parent, "model")
-    ensure_writable_folder(tags_path.parent, "tag list")
+    paths = output_paths(args)
+    for kind in ("model", "tags"):
+        ensure_writable_folder(paths[kind].parent, "model" if kind == "model" else "tag list")
+    resume_state = load_training_state(paths["last.pth"]) if args.resume else None
     torch.manual_seed(args.seed)
     run_device = pick_device(args.device)
-    print(f"device: {describe_device(run_device)}")
-    paths, tag_lists, vocabulary = load_training_data(args)
-    train_loader, validation_loader = make_loaders(args, paths, multi_hot(tag_lists, vocabulary), run_device)
+    run_precision = resolve_precision(args.precision, run_device)
+    print(f"device: {describe_device(run_device)} | precision: {run_precision}")
+    paths_of_images, targets, vocabulary = load_training_data(args)
+    split, split_names = split_data(args, paths_of_images, targets, resume_state, paths["split.json"])
+    loaders = make_loaders(args, paths_of_images, targets, split, run_device, augments(args),
+                           for_training=not args.freeze_backbone)
     model = build_model(args.arch, len(vocabulary), args.weights).to(run_device)
-    print(f"model: {args.arch} ({count_parameters(model) / 1e6:.1f} M parameters), weights: {args.weights}")
-    confirm_overwrite(model_path, args.yes)
-    settings = {key: value for key, value in vars(args).items() if key not in ("demo", "yes", "debug")}
-    saved = {}
-
-    def save_best(epoch, metrics, thresholds):
-        save_checkpoint(make_checkpoint(model, arch=args.arch, tags=vocabulary, thresholds=thresholds,
-                                        image_size=args.image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                                        settings=settings, metrics=metrics, epoch=epoch), model_path)
-        write_tag_list(tags_path, vocabulary)
-        saved.update(metrics)
-
-    try:
-        best = fit(model, train_loader, validation_loader, args, run_device, save_best)
-    except KeyboardInterrupt:
-        where = f"the best model so far (epoch {saved['epoch']}) is in {model_path}" if saved else "no model was saved"
-        print(f"\ninterrupted: {where}")
-        raise SystemExit(130)
-    summary = ", ".join(f"{name} {best[name]:.3f}" for name in ("mAP", "micro_f1") if name in best)
-    print(f"saved the model from epoch {best['epoch']} ({summary or 'no validation set'}) to {model_path}")
-    print(f"saved the tag list ({len(vocabulary)} tags) to {tags_path}")
-    return best
+    if run_device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    print(f"model: {args.arch} ({count_parameters(model) / 1e6:.1f} M parameters), weights: {args.weights}"
+          f"{', backbone frozen' if args.freeze_backbone else ''}")
+    trainable = model
+    if args.freeze_backbone:
+        unreadable = UnreadableImages()
+        loaders = cache_features(model, loaders, args, run_device, run_precision, unreadable)
+        trainable = model.get_submodule(classifier_head_name(model))
+    if not resume_state:
+        confirm_overwrite(paths["model"], args.yes)
+    run = TrainingRun(args, paths, vocabulary, split_names, model, trainable, *loaders, run_device, run_precision)
+    if resume_state:
+        run.restore(resume_state)
+    fit(run)
+    return finish(run)
 
 
 def run_demo(args):
@@ -269,7 +253,7 @@ def run_demo(args):
 
     truth = write_demo_dataset(DEMO_FOLDER)
     print(f"demo: wrote {args.data} (training images with tags) and {DEMO_FOLDER / 'infer'} (images to tag)")
-    best = train_tagger(args)
+    metrics = train_tagger(args)
     infer_args = infer.get_args_parser().parse_settings(
         ["--input", str(DEMO_FOLDER / "infer"), "--model", args.model, "--overwrite", "--device", args.device,
          "--workers", "0"], use_environment=False)
@@ -278,9 +262,9 @@ def run_demo(args):
     for path, true_tags in list(truth.items())[:6]:
         predicted = read_tag_file(default_tag_file(path))
         print(f"  {path.name}: {', '.join(predicted) or '-'} | {', '.join(true_tags)}")
-    print(f"\nthe demo's validation micro-F1 is {best.get('micro_f1', math.nan):.3f}. "
+    print(f"\nthe demo's validation micro-F1 is {metrics.get('micro_f1', math.nan):.3f}. "
           f"Now point TRAINING at your own folder (see .env.example) and run python train.py.")
-    return best
+    return metrics
 
 
 @exit_on_user_error

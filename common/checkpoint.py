@@ -18,10 +18,12 @@ from common.model import build_model
 
 CHECKPOINT_FORMAT = "multitag-trainer"
 CHECKPOINT_VERSION = 1
+RESUME_FORMAT = "multitag-trainer-resume"
 REQUIRED_KEYS = ("arch", "tags", "thresholds", "image_size", "mean", "std", "state_dict")
 
 
-def make_checkpoint(model, *, arch, tags, thresholds, image_size, mean, std, settings, metrics, epoch):
+def make_checkpoint(model, *, arch, tags, thresholds, image_size, mean, std, settings, metrics, epoch,
+                    calibration=None):
     """Everything infer.py needs to rebuild and run the model, with nothing else to look up."""
     return {
         "format": CHECKPOINT_FORMAT,
@@ -38,6 +40,7 @@ def make_checkpoint(model, *, arch, tags, thresholds, image_size, mean, std, set
         "epoch": int(epoch),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch_version": str(torch.__version__),  # a str subclass that weights_only loading refuses
+        **({"calibration": _plain(calibration)} if calibration else {}),
     }
 
 
@@ -77,6 +80,27 @@ def load_checkpoint(path):
         raise UserError(f"checkpoint {path} is inconsistent: {len(checkpoint['tags'])} tags but "
                         f"{len(checkpoint['thresholds'])} thresholds")
     return checkpoint
+
+
+def save_training_state(state, path):
+    """The state needed to continue an interrupted run: weights, optimizer, schedule, history."""
+    save_checkpoint({"format": RESUME_FORMAT, **_plain_except_tensors(state)}, path)
+
+
+def _plain_except_tensors(state):
+    return {key: value if key in ("model", "optimizer", "scheduler", "scaler") else _plain(value)
+            for key, value in state.items()}
+
+
+def load_training_state(path):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--resume needs {path}, the state an interrupted run leaves beside the model, and it "
+                        "does not exist. Start a fresh run without --resume.")
+    state = load_torch_file(path, "training state")
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+        raise UserError(f"{path} is not a multitag-trainer training state; start a fresh run without --resume")
+    return state
 
 
 def model_from_checkpoint(checkpoint, device):

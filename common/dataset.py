@@ -7,12 +7,13 @@ A tag file holds one tag per line, or comma-separated tags; an empty file means 
 """
 
 import os
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
+from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 from PIL import UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
 from tqdm import tqdm
@@ -193,16 +194,21 @@ def multi_hot(tag_lists, vocabulary):
     return targets
 
 
-def split_train_validation(count, validation_fraction, seed):
-    """Seeded random split of range(count) into (train, validation) index lists."""
+def split_train_validation(targets, validation_fraction, seed):
+    """Seeded split of the rows of an (images x tags) 0/1 matrix into (train, validation) index
+    lists, by iterative stratification (Sechidis et al. 2011): each tag's positives are shared
+    out in proportion, so that even rare tags reach the validation set."""
     if not 0.0 <= validation_fraction < 1.0:
         raise UserError(f"--val-fraction must be at least 0 and below 1, not {validation_fraction}")
-    order = list(range(count))
-    random.Random(seed).shuffle(order)
+    count = len(targets)
     validation_size = round(count * validation_fraction)
     if validation_fraction > 0 and count >= 2:
-        validation_size = min(max(validation_size, 1), count - 1)
-    return sorted(order[validation_size:]), sorted(order[:validation_size])
+        validation_size = min(max(validation_size, 1), count - 1)  # a tiny set still gets one
+    if validation_size == 0:
+        return list(range(count)), []
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=validation_size, random_state=seed)
+    train, validation = next(splitter.split(np.zeros(count), np.asarray(targets)))
+    return sorted(train.tolist()), sorted(validation.tolist())
 
 
 def describe_read_error(error):

@@ -2,12 +2,22 @@
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 import torch
 
 from common.errors import UserError
+
+
+def _new_file_mode():
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+NEW_FILE_MODE = _new_file_mode()
 
 
 @contextlib.contextmanager
@@ -21,6 +31,9 @@ def atomic_write(path, mode="w", encoding="utf-8", newline=None):
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes private (0600) files; give the new file the old one's permissions, or the
+        # ones any new file would get, so that sidecars stay readable by galleries and other users
+        os.chmod(temporary, stat.S_IMODE(path.stat().st_mode) if path.exists() else NEW_FILE_MODE)
         text_options = {} if "b" in mode else {"encoding": encoding, "newline": newline}
         with os.fdopen(handle, mode, **text_options) as file:
             yield file

@@ -1,9 +1,16 @@
-"""Multi-label metrics over an (images x tags) matrix of 0/1 targets and of probabilities."""
+"""Multi-label metrics over an (images x tags) matrix of 0/1 targets and of probabilities,
+and the per-tag threshold calibration that turns probabilities into tags."""
 
 import math
 
 import numpy as np
 from sklearn.metrics import average_precision_score
+
+# Candidate thresholds for calibration: fine enough to matter, coarse enough not to overfit.
+THRESHOLD_GRID = np.round(np.arange(0.02, 0.981, 0.02), 2)
+# A tag's own best threshold is trusted in proportion to positives / (positives + this);
+# with few validation positives it stays close to the threshold that is best for all tags.
+CALIBRATION_PRIOR_POSITIVES = 5
 
 
 def confusion_counts(targets, predictions):
@@ -24,6 +31,25 @@ def f1_from_counts(tp, fp, fn, **_):
     return 1.0 if denominator == 0 else 2 * tp / denominator
 
 
+def per_tag_counts(targets, predictions):
+    """Arrays of TP, FP and FN for each tag (column)."""
+    targets = np.asarray(targets).astype(bool)
+    predictions = np.asarray(predictions).astype(bool)
+    return ((targets & predictions).sum(0), (~targets & predictions).sum(0), (targets & ~predictions).sum(0))
+
+
+def per_tag_f1(targets, predictions):
+    tp, fp, fn = per_tag_counts(targets, predictions)
+    denominator = 2 * tp + fp + fn
+    return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 1.0)
+
+
+def macro_f1(targets, predictions):
+    """Mean F1 over the tags that have at least one positive example (NaN if none do)."""
+    present = np.asarray(targets).astype(bool).any(0)
+    return float(per_tag_f1(targets, predictions)[present].mean()) if present.any() else math.nan
+
+
 def per_tag_average_precision(targets, scores):
     """Average precision of each tag (scikit-learn's definition); NaN for a tag with no positive
     example, since precision is undefined there."""
@@ -42,8 +68,56 @@ def mean_average_precision(targets, scores):
 
 
 def evaluate(targets, probabilities, thresholds):
-    """mAP, micro-F1 and confusion counts for probabilities cut at per-tag thresholds."""
+    """mAP, micro- and macro-F1 and confusion counts for probabilities cut at per-tag thresholds."""
     probabilities = np.asarray(probabilities)
     predictions = probabilities >= np.asarray(thresholds)[None, :]
     counts = confusion_counts(targets, predictions)
-    return {"mAP": mean_average_precision(targets, probabilities), "micro_f1": f1_from_counts(**counts), **counts}
+    return {"mAP": mean_average_precision(targets, probabilities), "micro_f1": f1_from_counts(**counts),
+            "macro_f1": macro_f1(targets, predictions), **counts}
+
+
+def calibrate_thresholds(targets, probabilities, prior_positives=CALIBRATION_PRIOR_POSITIVES):
+    """Per-tag thresholds that maximise F1 on held-out data.
+
+    First the one threshold that maximises micro-F1 over all tags together; then, for each tag,
+    the threshold that maximises its own F1, pulled toward the shared one the fewer validation
+    positives the tag has. A tag with no positive at all keeps the shared threshold.
+    """
+    targets = np.asarray(targets).astype(bool)
+    probabilities = np.asarray(probabilities)
+    # tp[g, t], fp[g, t], fn[g, t]: counts of tag t at grid threshold g (one grid point at a time,
+    # so memory stays at one images x tags matrix however large the grid)
+    tp, fp, fn = (np.stack(counts) for counts in zip(*(
+        per_tag_counts(targets, probabilities >= threshold) for threshold in THRESHOLD_GRID)))
+    shared = THRESHOLD_GRID[_middle_of_best(2 * tp.sum(1) / np.maximum(2 * tp.sum(1) + fp.sum(1) + fn.sum(1), 1))]
+    thresholds = np.full(targets.shape[1], shared)
+    positives = targets.sum(0)
+    for tag in np.flatnonzero(positives):
+        f1 = 2 * tp[:, tag] / np.maximum(2 * tp[:, tag] + fp[:, tag] + fn[:, tag], 1)
+        own = THRESHOLD_GRID[_middle_of_best(f1)]
+        trust = positives[tag] / (positives[tag] + prior_positives)
+        thresholds[tag] = trust * own + (1 - trust) * shared
+    return np.round(thresholds, 3)
+
+
+def _middle_of_best(scores):
+    """Index of the middle of the widest run of best scores: a plateau's centre is the threshold
+    least likely to be an accident of this particular validation set."""
+    best = np.flatnonzero(np.isclose(scores, scores.max()))
+    runs = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)
+    widest = max(runs, key=len)
+    return int(widest[len(widest) // 2])
+
+
+def tag_report(targets, probabilities, thresholds, tags):
+    """One row per tag: support, AP, precision, recall, F1 and threshold, worst F1 first."""
+    targets = np.asarray(targets).astype(bool)
+    predictions = np.asarray(probabilities) >= np.asarray(thresholds)[None, :]
+    tp, fp, fn = per_tag_counts(targets, predictions)
+    average_precision = per_tag_average_precision(targets, probabilities)
+    f1 = per_tag_f1(targets, predictions)
+    rows = [{"tag": tag, "support": int(targets[:, i].sum()), "ap": float(average_precision[i]),
+             "precision": float(tp[i] / (tp[i] + fp[i])) if tp[i] + fp[i] else math.nan,
+             "recall": float(tp[i] / (tp[i] + fn[i])) if tp[i] + fn[i] else math.nan,
+             "f1": float(f1[i]), "threshold": float(thresholds[i])} for i, tag in enumerate(tags)]
+    return sorted(rows, key=lambda row: (row["support"] == 0, row["f1"], row["tag"]))

@@ -17,21 +17,44 @@ def available_architectures():
     return sorted(models.list_models(module=models))
 
 
-def replace_classifier_head(model, num_tags):
-    """Swap the network's last Linear layer for a fresh one with `num_tags` outputs.
+def classifier_head_name(model):
+    """The name of the network's last Linear layer, which produces the class (or tag) logits.
 
-    Every torchvision classifier ends in a Linear layer, whatever it is called (`fc` in
-    ResNet and RegNet, `classifier[-1]` in EfficientNet and ConvNeXt, `heads.head` in ViT,
-    `head` in Swin), so finding the last one covers them all without a table per family.
+    Every torchvision classifier ends in one, whatever it is called (`fc` in ResNet and RegNet,
+    `classifier.1` in EfficientNet, `classifier.2` in ConvNeXt, `heads.head` in ViT, `head` in
+    Swin), so finding the last one covers them all without a table per family.
     """
     linear_names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
     if not linear_names:
         raise UserError(f"{type(model).__name__} has no Linear classifier layer to replace; choose another --arch")
-    *parent_path, attribute = linear_names[-1].split(".")
-    parent = model.get_submodule(".".join(parent_path)) if parent_path else model
-    old_head = getattr(parent, attribute)
-    setattr(parent, attribute, nn.Linear(old_head.in_features, num_tags))
+    return linear_names[-1]
+
+
+def replace_classifier_head(model, num_tags):
+    """Swap the network's last Linear layer for a fresh one with `num_tags` outputs."""
+    old_head = model.get_submodule(classifier_head_name(model))
+    set_submodule(model, classifier_head_name(model), nn.Linear(old_head.in_features, num_tags))
     return model
+
+
+def set_submodule(model, name, module):
+    *parent_path, attribute = name.split(".")
+    parent = model.get_submodule(".".join(parent_path)) if parent_path else model
+    setattr(parent, attribute, module)
+
+
+@torch.no_grad()
+def fold_thresholds_into_head(model, thresholds):
+    """Shift each tag's logit so that its calibrated threshold lands on probability 0.5.
+
+    sigmoid(z - logit(t)) >= 0.5 exactly when sigmoid(z) >= t, so the model's decisions at 0.5
+    become the calibrated decisions, and each tag's ranking (hence its average precision) is
+    unchanged. Anything that reads the model's outputs, an exported ONNX file included, then
+    gets calibrated tags without knowing about thresholds.
+    """
+    head = model.get_submodule(classifier_head_name(model))
+    thresholds = torch.as_tensor(thresholds, dtype=head.bias.dtype, device=head.bias.device).clamp(1e-4, 1 - 1e-4)
+    head.bias -= torch.logit(thresholds)
 
 
 def build_model(arch, num_tags, weights="none"):
@@ -44,7 +67,9 @@ def build_model(arch, num_tags, weights="none"):
     if weights.lower() == "imagenet":
         model = _load_imagenet_model(arch)
     else:
-        model = models.get_model(arch, weights=None)
+        import os
+        extra = {"zero_init_residual": True} if os.environ.get("ZI") and arch.startswith("res") else {}
+        model = models.get_model(arch, weights=None, **extra)
     replace_classifier_head(model, num_tags)
     if weights.lower() not in ("imagenet", "none"):
         load_backbone_weights(model, weights, arch)
@@ -78,17 +103,12 @@ def load_backbone_weights(model, path, arch):
     own = model.state_dict()
     matching = {name: tensor for name, tensor in state.items()
                 if name in own and isinstance(tensor, torch.Tensor) and tensor.shape == own[name].shape}
-    head_names = {name for name in own if name.startswith(_head_prefix(model))}
+    head_names = {name for name in own if name.startswith(classifier_head_name(model) + ".")}
     backbone_names = set(own) - head_names
     if len(set(matching) & backbone_names) < 0.9 * len(backbone_names):
         raise UserError(f"--weights {path} does not fit --arch {arch}: only {len(matching)} of {len(own)} tensors "
                         "match. Pass the --arch the weights were made for.")
     model.load_state_dict(matching, strict=False)
-
-
-def _head_prefix(model):
-    last_linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)][-1]
-    return last_linear + "."
 
 
 def count_parameters(model):

@@ -34,6 +34,10 @@ ENVIRONMENT_KEYS = {
     "seed": "SEED",
     "workers": "WORKERS",
     "threshold": "THRESHOLD",
+    "loss": "LOSS",
+    "precision": "PRECISION",
+    "patience": "PATIENCE",
+    "augment": "AUGMENT",
 }
 
 DEFAULT_ENV_FILE = ".env"

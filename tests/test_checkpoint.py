@@ -115,3 +115,16 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
             raise RuntimeError("interrupted")
     assert target.read_bytes() == b"good old model"
     assert [path.name for path in tmp_path.iterdir()] == ["model.pth"]
+
+
+def test_atomic_writes_keep_ordinary_permissions(tmp_path):
+    fresh = tmp_path / "fresh.txt"
+    with atomic_write(fresh) as file:
+        file.write("x")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert fresh.stat().st_mode == plain.stat().st_mode  # not the private 0600 of a temporary file
+    plain.chmod(0o640)
+    with atomic_write(plain) as file:
+        file.write("y")
+    assert oct(plain.stat().st_mode & 0o777) == oct(0o640)  # a replaced file keeps its own

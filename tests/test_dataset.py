@@ -1,5 +1,6 @@
 """How a folder of images and sidecar tag files is read."""
 
+import numpy as np
 import torch
 from conftest import save_image
 from hypothesis import given
@@ -99,11 +100,23 @@ def test_vocabulary_is_sorted_and_multi_hot_matches_it():
 
 
 def test_split_is_seeded_disjoint_and_complete():
-    train, validation = split_train_validation(50, 0.2, seed=3)
-    assert (train, validation) == split_train_validation(50, 0.2, seed=3)
-    assert split_train_validation(50, 0.2, seed=4) != (train, validation)
+    targets = (np.random.default_rng(0).random((50, 4)) < 0.3).astype(int)
+    train, validation = split_train_validation(targets, 0.2, seed=3)
+    assert (train, validation) == split_train_validation(targets, 0.2, seed=3)
+    assert split_train_validation(targets, 0.2, seed=4) != (train, validation)
     assert len(validation) == 10 and sorted(train + validation) == list(range(50))
-    assert len(split_train_validation(3, 0.1, seed=0)[1]) == 1  # a tiny set still gets a validation image
+    assert len(split_train_validation(targets[:3], 0.1, seed=0)[1]) == 1  # a tiny set still gets one
+    assert split_train_validation(targets, 0.0, seed=0) == (list(range(50)), [])
+
+
+def test_split_sends_rare_tags_to_validation_in_proportion():
+    targets = np.zeros((100, 3), dtype=int)
+    targets[:50, 0] = 1
+    targets[::20, 1] = 1  # a rare tag: 5 images
+    targets[::25, 2] = 1  # rarer still: 4 images
+    for seed in range(5):
+        _, validation = split_train_validation(targets, 0.2, seed=seed)
+        assert targets[validation].sum(0).tolist() == [10, 1, 1]
 
 
 def test_unreadable_image_is_reported_not_raised(tmp_path):

@@ -19,7 +19,8 @@ from common.dataset import parse_tags
 from common.demo import write_demo_dataset
 
 EPOCH_LINE = re.compile(r"^epoch 1/2 \| train loss \d+\.\d{4} \| val loss \d+\.\d{4} \| mAP \d\.\d{3} \| "
-                        r"micro-F1 \d\.\d{3} \| TP \d+ FP \d+ FN \d+ TN \d+ \| \d+ s( \| saved)?$", re.MULTILINE)
+                        r"micro-F1 \d\.\d{3} \| macro-F1 \d\.\d{3} \| TP \d+ FP \d+ FN \d+ TN \d+ \| \d+ s"
+                        r"( \| saved)?$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")

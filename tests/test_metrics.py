@@ -4,9 +4,11 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, f1_score, multilabel_confusion_matrix
+from sklearn.metrics import (average_precision_score, f1_score, multilabel_confusion_matrix, precision_score,
+                             recall_score)
 
-from common.metrics import confusion_counts, evaluate, f1_from_counts, mean_average_precision
+from common.metrics import (calibrate_thresholds, confusion_counts, evaluate, f1_from_counts, macro_f1,
+                            mean_average_precision, tag_report)
 
 
 @pytest.fixture
@@ -49,3 +51,44 @@ def test_evaluate_uses_per_tag_thresholds():
     targets = np.array([[1, 1]])
     result = evaluate(targets, np.array([[0.6, 0.6]]), thresholds=[0.5, 0.7])
     assert (result["tp"], result["fn"]) == (1, 1)
+
+
+def test_macro_f1_matches_sklearn_over_tags_with_positives(predictions):
+    targets, scores = predictions
+    decided = scores >= 0.5
+    per_tag = f1_score(targets, decided, average=None, zero_division=0)
+    assert macro_f1(targets, decided) == pytest.approx(per_tag[:5].mean())
+
+
+def test_calibrated_thresholds_beat_a_flat_half_on_the_data_they_were_fit_on():
+    generator = np.random.default_rng(3)
+    targets = (generator.random((300, 4)) < [0.5, 0.2, 0.05, 0.3]).astype(int)
+    # a model that is right but under-confident: positives score only a little higher
+    scores = np.clip(0.15 + 0.25 * targets + generator.normal(0, 0.08, targets.shape), 0, 1)
+    thresholds = calibrate_thresholds(targets, scores)
+    assert np.all((thresholds > 0) & (thresholds < 1))
+    assert evaluate(targets, scores, thresholds)["micro_f1"] > evaluate(targets, scores, [0.5] * 4)["micro_f1"] + 0.3
+
+
+def test_tags_with_few_positives_lean_on_the_shared_threshold():
+    generator = np.random.default_rng(4)
+    targets = (generator.random((400, 3)) < [0.4, 0.4, 0.0]).astype(int)
+    targets[0, 2] = 1  # one lone positive
+    scores = np.clip(0.2 + 0.4 * targets + generator.normal(0, 0.1, targets.shape), 0, 1)
+    scores[0, 2] = 0.95  # its own best threshold would be far above the others
+    thresholds = calibrate_thresholds(targets, scores)
+    shared = calibrate_thresholds(targets[:, :2], scores[:, :2]).mean()
+    assert abs(thresholds[2] - shared) < abs(0.95 - shared) / 2
+    no_positive = calibrate_thresholds(np.zeros((10, 1)), np.full((10, 1), 0.3))
+    assert 0 < no_positive[0] < 1
+
+
+def test_tag_report_rows_match_sklearn_and_come_worst_first(predictions):
+    targets, scores = predictions
+    rows = tag_report(targets, scores, [0.5] * 6, list("abcdef"))
+    assert [row["f1"] for row in rows[:5]] == sorted(row["f1"] for row in rows[:5])
+    assert rows[-1]["tag"] == "f" and rows[-1]["support"] == 0  # a tag without examples goes last
+    row = next(row for row in rows if row["tag"] == "b")
+    assert row["precision"] == pytest.approx(precision_score(targets[:, 1], scores[:, 1] >= 0.5))
+    assert row["recall"] == pytest.approx(recall_score(targets[:, 1], scores[:, 1] >= 0.5))
+    assert row["ap"] == pytest.approx(average_precision_score(targets[:, 1], scores[:, 1]))

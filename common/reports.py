@@ -1,0 +1,84 @@
+"""What a training run leaves beside the model, for people to read: CSV tables and plots.
+
+Plots use matplotlib's object-oriented Figure API rather than pyplot, so writing a PNG never
+changes the plotting backend of a notebook that imports this module.
+"""
+
+import csv
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve
+
+from common.files import atomic_write
+
+REPORT_COLUMNS = ("tag", "support", "ap", "precision", "recall", "f1", "threshold")
+
+
+def write_rows(path, rows, columns):
+    """A CSV with a header row; floats with 4 decimals, NaN left empty."""
+    with atomic_write(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(row.get(column)) for column in columns])
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    return "" if value is None else value
+
+
+def format_tag_report(rows, limit=10):
+    """The worst `limit` tags as a small fixed-width table (rows come sorted worst first)."""
+    shown = rows[:limit]
+    width = max([len("tag")] + [len(row["tag"]) for row in shown])
+    lines = [f"  {'tag':<{width}}  {'support':>7}  {'AP':>5}  {'prec':>5}  {'recall':>6}  {'F1':>5}  {'thresh':>6}"]
+    for row in shown:
+        lines.append(f"  {row['tag']:<{width}}  {row['support']:>7}  {row['ap']:5.3f}  {row['precision']:5.3f}  "
+                     f"{row['recall']:6.3f}  {row['f1']:5.3f}  {row['threshold']:6.3f}")
+    if len(rows) > limit:
+        lines.append(f"  ... and {len(rows) - limit} more tags in the CSV report")
+    return "\n".join(lines)
+
+
+def plot_training_curves(history, path):
+    """Train and validation loss, and validation mAP, per epoch."""
+    figure = Figure(figsize=(9, 3.5), layout="constrained")
+    loss_axes, map_axes = figure.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    loss_axes.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
+    if any("val_loss" in row for row in history):
+        loss_axes.plot(epochs, [row.get("val_loss", math.nan) for row in history], marker="o", label="validation")
+        map_axes.plot(epochs, [row.get("mAP", math.nan) for row in history], marker="o", color="tab:green")
+    loss_axes.set(title="loss", xlabel="epoch")
+    loss_axes.legend()
+    map_axes.set(title="validation mAP", xlabel="epoch", ylim=(0, 1))
+    for axes in (loss_axes, map_axes):
+        axes.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def plot_precision_recall(targets, probabilities, tags, path, per_side=3):
+    """Precision-recall curves of the most and the least frequent tags of the validation set."""
+    targets = np.asarray(targets)
+    support = targets.sum(0)
+    present = [tag for tag in np.argsort(-support, kind="stable") if support[tag] > 0]
+    chosen = present[:per_side] + [tag for tag in present[-per_side:] if tag not in present[:per_side]]
+    figure = Figure(figsize=(5.5, 4.5), layout="constrained")
+    axes = figure.subplots()
+    for tag in chosen:
+        precision, recall, _ = precision_recall_curve(targets[:, tag], probabilities[:, tag])
+        axes.step(recall, precision, where="post", label=f"{tags[tag]} ({int(support[tag])})")
+    axes.set(title="precision-recall, most and least frequent tags", xlabel="recall", ylabel="precision",
+             xlim=(0, 1), ylim=(0, 1.02))
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small", loc="lower left")
+    _save(figure, path)
+
+
+def _save(figure, path):
+    with atomic_write(path, "wb") as file:
+        figure.savefig(file, format="png", dpi=100)

@@ -1,0 +1,162 @@
+"""The training loop: one TrainingRun holds a run's model, data, optimizer and history, and
+its fit() and finish() train, keep the best epoch, calibrate thresholds and write the reports."""
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader
+
+from common.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, save_training_state, write_tag_list
+from common.dataset import UnreadableImages, short_list
+from common.errors import UserError
+from common.images import IMAGENET_MEAN, IMAGENET_STD
+from common.metrics import calibrate_thresholds, evaluate, tag_report
+from common.model import fold_thresholds_into_head
+from common.reports import REPORT_COLUMNS, format_tag_report, plot_precision_recall, plot_training_curves, write_rows
+from common.training import make_grad_scaler, make_loss, make_optimizer, make_scheduler, predict, train_one_epoch
+
+
+@dataclass
+class TrainingRun:
+    """Everything one run needs and produces, so the functions below take one argument."""
+
+    args: object
+    paths: dict
+    vocabulary: list
+    split_names: dict
+    model: torch.nn.Module
+    trainable: torch.nn.Module  # the whole model, or only its head with --freeze-backbone
+    train_loader: DataLoader
+    validation_loader: DataLoader | None
+    device: torch.device
+    precision: str
+    unreadable: UnreadableImages = field(default_factory=UnreadableImages)
+    history: list = field(default_factory=list)
+    best: dict | None = None
+    epochs_done: int = 0
+
+    def __post_init__(self):
+        self.loss_function = make_loss(self.args.loss)
+        self.optimizer = make_optimizer(self.trainable, self.args.lr, self.args.weight_decay)
+        total_steps = max(self.args.epochs * len(self.train_loader), 1)
+        self.scheduler = make_scheduler(self.optimizer, total_steps, self.args.warmup)
+        self.scaler = make_grad_scaler(self.device, self.precision)
+
+    def checkpoint(self, metrics, thresholds, **extra):
+        return make_checkpoint(self.model, arch=self.args.arch, tags=self.vocabulary, thresholds=thresholds,
+                               image_size=self.args.image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                               settings=settings_of(self.args), metrics=metrics, epoch=metrics["epoch"], **extra)
+
+    def save_state(self):
+        """What --resume needs; written after every epoch and on Ctrl-C."""
+        save_training_state({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                             "epochs_done": self.epochs_done, "best": self.best, "history": self.history,
+                             "vocabulary": self.vocabulary, "split": self.split_names,
+                             "settings": settings_of(self.args)}, self.paths["last.pth"])
+
+    def restore(self, state):
+        if state["vocabulary"] != self.vocabulary:
+            raise UserError(f"the tags in {self.args.data} changed since the interrupted run; start a fresh run "
+                            "without --resume")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epochs_done, self.best, self.history = state["epochs_done"], state["best"], state["history"]
+        print(f"resuming after epoch {self.epochs_done} (best so far: epoch {self.best and self.best['epoch']})")
+
+
+def settings_of(args):
+    return {key: value for key, value in vars(args).items() if key not in ("demo", "yes", "debug", "resume")}
+
+
+def format_epoch_line(row, epochs):
+    line = f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs} | train loss {row['train_loss']:.4f}"
+    if "mAP" in row:
+        line += (f" | val loss {row['val_loss']:.4f} | mAP {row['mAP']:.3f} | micro-F1 {row['micro_f1']:.3f}"
+                 f" | macro-F1 {row['macro_f1']:.3f} | TP {row['tp']} FP {row['fp']} FN {row['fn']} TN {row['tn']}")
+    return line + f" | {row['seconds']:.0f} s" + (" | saved" if row["saved"] else "")
+
+
+def run_epoch(run, epoch):
+    """Train one epoch, validate, keep the model if it is the best so far; returns the epoch's row."""
+    started = time.time()
+    train_loss, images_seen = train_one_epoch(
+        run.trainable, run.train_loader, run.loss_function, run.optimizer, run.scheduler, run.scaler, run.device,
+        run.precision, run.unreadable, f"epoch {epoch}/{run.args.epochs}")
+    if images_seen == 0:
+        raise UserError(f"none of the training images in {run.args.data} could be read. "
+                        "Check them with `python prepare.py check`.")
+    row = {"epoch": epoch, "train_loss": train_loss, "lr": run.scheduler.get_last_lr()[0]}
+    if run.validation_loader is not None:
+        val_loss, targets, probabilities = predict(run.trainable, run.validation_loader, run.device, run.precision,
+                                                   run.unreadable, run.loss_function)
+        if targets is not None:
+            row |= {"val_loss": val_loss, **evaluate(targets, probabilities, [0.5] * len(run.vocabulary))}
+    row["saved"] = run.best is None or "mAP" not in row or row["mAP"] > run.best["mAP"]
+    if row["saved"]:
+        run.best = {key: value for key, value in row.items() if key not in ("saved", "lr")}
+        save_checkpoint(run.checkpoint(run.best, [0.5] * len(run.vocabulary)), run.paths["model"])
+        write_tag_list(run.paths["tags"], run.vocabulary)
+    row["seconds"] = time.time() - started
+    return row
+
+
+def fit(run):
+    """The epoch loop, with early stopping; Ctrl-C saves the state for --resume and exits."""
+    try:
+        for epoch in range(run.epochs_done + 1, run.args.epochs + 1):
+            row = run_epoch(run, epoch)
+            run.history.append(row)
+            run.epochs_done = epoch
+            print(format_epoch_line(row, run.args.epochs))
+            write_rows(run.paths["metrics.csv"], run.history, list(row))
+            run.save_state()
+            since_best = epoch - run.best["epoch"]
+            if run.args.patience and since_best >= run.args.patience:
+                print(f"stopping early: validation mAP has not improved for {since_best} epochs")
+                break
+    except KeyboardInterrupt:
+        run.save_state()
+        best = f"the best model (epoch {run.best['epoch']}) is in {run.paths['model']}" if run.best else "no epoch " \
+            "finished, so no model was saved"
+        print(f"\ninterrupted: {best}; `python train.py --resume` with the same settings continues the run")
+        raise SystemExit(130)
+    if run.unreadable.reasons:
+        print(f"skipped {len(run.unreadable.reasons)} unreadable image(s): "
+              f"{short_list(run.unreadable.reasons, run.args.data)}")
+
+
+def finish(run):
+    """Calibrate per-tag thresholds on the validation set, fold them into the model, and write
+    the reports. Returns the final metrics."""
+    best_checkpoint = load_checkpoint(run.paths["model"])
+    run.model.load_state_dict(best_checkpoint["state_dict"])
+    metrics = dict(run.best)
+    if run.validation_loader is not None and "mAP" in metrics:
+        _, targets, probabilities = predict(run.trainable, run.validation_loader, run.device, run.precision,
+                                            run.unreadable)
+        thresholds = calibrate_thresholds(targets, probabilities)
+        calibrated = evaluate(targets, probabilities, thresholds)
+        print(f"calibrated per-tag thresholds on the validation set: micro-F1 {metrics['micro_f1']:.3f} -> "
+              f"{calibrated['micro_f1']:.3f}, macro-F1 {metrics['macro_f1']:.3f} -> {calibrated['macro_f1']:.3f} "
+              "(measured on the images the thresholds were chosen on, so a little optimistic)")
+        report = tag_report(targets, probabilities, thresholds, run.vocabulary)
+        write_rows(run.paths["report.csv"], report, REPORT_COLUMNS)
+        print(f"per-tag report, worst first (all tags in {run.paths['report.csv']}):\n{format_tag_report(report)}")
+        plot_precision_recall(targets, probabilities, run.vocabulary, run.paths["pr.png"])
+        fold_thresholds_into_head(run.model, thresholds)
+        metrics |= {f"{name}_at_0.5": metrics[name] for name in ("micro_f1", "macro_f1")}
+        metrics |= {name: calibrated[name] for name in ("micro_f1", "macro_f1", "tp", "fp", "fn", "tn")}
+        calibration = {"thresholds": thresholds.tolist(), "folded_into_head": True}
+        save_checkpoint(run.checkpoint(metrics, [0.5] * len(run.vocabulary), calibration=calibration),
+                        run.paths["model"])
+    plot_training_curves(run.history, run.paths["curves.png"])
+    run.paths["last.pth"].unlink(missing_ok=True)  # the run is complete: nothing left to resume
+    summary = ", ".join(f"{name} {metrics[name]:.3f}" for name in ("mAP", "micro_f1", "macro_f1") if name in metrics)
+    print(f"saved the model from epoch {metrics['epoch']} ({summary or 'no validation set'}) to {run.paths['model']}")
+    print(f"saved the tag list ({len(run.vocabulary)} tags) to {run.paths['tags']}; curves, reports and the split "
+          f"are beside the model")
+    return metrics

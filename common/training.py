@@ -1,0 +1,207 @@
+"""The pieces of a training run that train.py, the notebooks and the benchmarks share:
+loss functions, the optimizer and its schedule, mixed precision, and cached backbone features."""
+
+import contextlib
+import math
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from common.errors import UserError
+from common.model import classifier_head_name, set_submodule
+
+LOSS_CHOICES = ("bce", "asl")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+
+
+class AsymmetricLoss(nn.Module):
+    """Asymmetric Loss (Ridnik et al., ICCV 2021) for multi-label data, where most image-tag
+    pairs are negatives: easy negatives are down-weighted (focusing, gamma_negative) and very
+    unlikely ones ignored (probability shifting, clip), while positives keep plain BCE."""
+
+    def __init__(self, gamma_negative=4.0, gamma_positive=0.0, clip=0.05):
+        super().__init__()
+        self.gamma_negative, self.gamma_positive, self.clip = gamma_negative, gamma_positive, clip
+
+    def forward(self, logits, targets):
+        logits = logits.float()
+        probability = torch.sigmoid(logits)
+        negative_probability = probability
+        if self.clip:
+            negative_probability = (probability - self.clip).clamp(min=0)
+        # log(p) and log(1 - p_shifted), computed stably from the logits where possible
+        loss_positive = targets * nn.functional.logsigmoid(logits)
+        loss_negative = (1 - targets) * torch.log((1 - negative_probability).clamp(min=1e-8))
+        if self.gamma_negative or self.gamma_positive:
+            with torch.no_grad():  # the focusing weights are constants, as in the paper's implementation
+                weight_positive = (1 - probability).pow(self.gamma_positive)
+                weight_negative = negative_probability.pow(self.gamma_negative)
+            loss_positive = loss_positive * weight_positive
+            loss_negative = loss_negative * weight_negative
+        return -(loss_positive + loss_negative).sum() / logits.shape[0]
+
+
+def make_loss(name):
+    if name == "bce":
+        return nn.BCEWithLogitsLoss()
+    if name == "asl":
+        return AsymmetricLoss()
+    raise UserError(f"unknown --loss '{name}': choose one of {', '.join(LOSS_CHOICES)}")
+
+
+def parameter_groups(model, weight_decay):
+    """Weight decay for weight matrices and convolution kernels only: decaying the biases and the
+    normalisation layers' scales only pulls them away from useful values."""
+    decayed, not_decayed = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (decayed if parameter.ndim > 1 else not_decayed).append(parameter)
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": not_decayed, "weight_decay": 0.0}]
+
+
+def make_optimizer(model, learning_rate, weight_decay):
+    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=learning_rate)
+
+
+def warmup_cosine(total_steps, warmup_steps):
+    """Learning-rate factor per step: a linear rise over the warm-up, then a cosine decay to zero."""
+
+    def factor(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def make_scheduler(optimizer, total_steps, warmup_fraction):
+    warmup_steps = max(1, round(total_steps * warmup_fraction))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, warmup_steps))
+
+
+def resolve_precision(precision, device):
+    """'auto' means bf16 on CUDA GPUs that support it, fp16 on older ones, fp32 elsewhere
+    (CPU and MPS training gain little from autocast and lose some accuracy)."""
+    if precision not in PRECISION_CHOICES:
+        raise UserError(f"unknown --precision '{precision}': choose one of {', '.join(PRECISION_CHOICES)}")
+    if precision != "auto":
+        if precision == "fp16" and device.type == "cpu":
+            raise UserError("--precision fp16 is for GPUs; on the CPU use bf16 or fp32")
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def autocast(device, precision):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_grad_scaler(device, precision):
+    """fp16 gradients can underflow; the scaler multiplies the loss to keep them representable."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+@contextlib.contextmanager
+def head_removed(model):
+    """Temporarily make the model return its features instead of tag logits."""
+    name = classifier_head_name(model)
+    head = model.get_submodule(name)
+    set_submodule(model, name, nn.Identity())
+    try:
+        yield head
+    finally:
+        set_submodule(model, name, head)
+
+
+@torch.inference_mode()
+def extract_features(model, loader, device, precision, unreadable):
+    """Run the frozen backbone once over a loader; returns (features, targets) on the CPU."""
+    model.eval()
+    all_features, all_targets = [], []
+    with head_removed(model):
+        for batch in loader:
+            unreadable.add(loader.dataset, batch.unreadable)
+            if batch.images is None:
+                continue
+            with autocast(device, precision):
+                features = model(batch.images.to(device, non_blocking=True))
+            all_features.append(features.float().cpu())
+            all_targets.append(batch.targets)
+    if not all_features:
+        return None, None
+    return torch.cat(all_features), torch.cat(all_targets)
+
+
+class CachedFeatures(Dataset):
+    """Backbone features computed once, served like images so the same training loop runs on them."""
+
+    def __init__(self, features, targets):
+        self.features, self.targets = features, targets
+        self.paths = []  # features are never unreadable
+
+    def __len__(self):
+        return len(self.features)
+
+    def __getitem__(self, position):
+        return self.features[position], self.targets[position], position, None
+
+
+def to_device(images, device):
+    """Non-blocking copy; image batches go channels-last on CUDA, where convolutions run faster so."""
+    images = images.to(device, non_blocking=True)
+    if device.type == "cuda" and images.dim() == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def train_one_epoch(model, loader, loss_function, optimizer, scheduler, scaler, device, precision, unreadable,
+                    description):
+    """One pass over the loader; returns (mean training loss, number of images used)."""
+    model.train()
+    total_loss, total_images = 0.0, 0
+    for batch in tqdm(loader, desc=description, leave=False, unit="batch"):
+        unreadable.add(loader.dataset, batch.unreadable)
+        if batch.images is None:
+            continue
+        targets = batch.targets.to(device, non_blocking=True)
+        with autocast(device, precision):
+            logits = model(to_device(batch.images, device))
+        loss = loss_function(logits.float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        total_loss += loss.item() * len(targets)
+        total_images += len(targets)
+    return total_loss / max(total_images, 1), total_images
+
+
+@torch.inference_mode()
+def predict(model, loader, device, precision, unreadable, loss_function=None):
+    """(mean loss or NaN, targets, probabilities) over a labelled loader, as NumPy arrays."""
+    model.eval()
+    total_loss, all_targets, all_probabilities = 0.0, [], []
+    for batch in loader:
+        unreadable.add(loader.dataset, batch.unreadable)
+        if batch.images is None:
+            continue
+        with autocast(device, precision):
+            logits = model(to_device(batch.images, device)).float()
+        targets = batch.targets.to(device)
+        if loss_function is not None:
+            total_loss += loss_function(logits, targets).item() * len(targets)
+        all_targets.append(batch.targets)
+        all_probabilities.append(torch.sigmoid(logits).cpu())
+    if not all_targets:
+        return math.nan, None, None
+    count = sum(len(targets) for targets in all_targets)
+    loss = total_loss / count if loss_function is not None else math.nan
+    return loss, torch.cat(all_targets).numpy(), torch.cat(all_probabilities).numpy()

@@ -1,0 +1,84 @@
+"""The training pieces: losses, optimizer groups, the schedule, precision, features, calibration folding."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from common.errors import UserError
+from common.metrics import per_tag_average_precision
+from common.model import build_model, fold_thresholds_into_head
+from common.training import (AsymmetricLoss, extract_features, make_loss, parameter_groups, resolve_precision,
+                             warmup_cosine)
+
+
+def test_asymmetric_loss_without_focusing_or_clipping_is_plain_bce():
+    logits, targets = torch.randn(8, 5), torch.randint(0, 2, (8, 5)).float()
+    plain = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / 8
+    assert AsymmetricLoss(gamma_negative=0, clip=0)(logits, targets) == pytest.approx(plain.item(), rel=1e-5)
+
+
+def test_asymmetric_loss_ignores_easy_negatives_but_not_positives():
+    loss = AsymmetricLoss()
+    easy_negative = loss(torch.tensor([[-4.0]]), torch.tensor([[0.0]]))
+    hard_negative = loss(torch.tensor([[2.0]]), torch.tensor([[0.0]]))
+    missed_positive = loss(torch.tensor([[-2.0]]), torch.tensor([[1.0]]))
+    assert easy_negative.item() == 0.0  # below the 0.05 probability margin
+    assert hard_negative.item() > 0.1 and missed_positive.item() > 2.0
+    with pytest.raises(UserError, match="bce, asl"):
+        make_loss("focal")
+
+
+def test_weight_decay_skips_biases_and_normalisation_layers():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.randn(1, 3, 5, 5))
+    decayed, not_decayed = parameter_groups(model, 0.05)
+    assert decayed["weight_decay"] == 0.05 and not_decayed["weight_decay"] == 0.0
+    assert [p.shape for p in decayed["params"]] == [(4, 3, 3, 3), (2, 36)]
+    assert len(not_decayed["params"]) == 4  # conv bias, BN weight and bias, linear bias
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    factor = warmup_cosine(total_steps=100, warmup_steps=10)
+    values = [factor(step) for step in range(101)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values[9:], values[10:]))  # never rises after the warm-up
+    assert values[100] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_precision_auto_is_full_precision_on_the_cpu():
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    with pytest.raises(UserError, match="fp16 is for GPUs"):
+        resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_folding_thresholds_moves_each_decision_to_one_half_without_changing_rankings():
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3, "none").eval()
+    images = torch.randn(16, 3, 32, 32)
+    with torch.no_grad():
+        before = torch.sigmoid(model(images)).numpy()
+    thresholds = np.quantile(before, 0.5, axis=0)  # a threshold in the middle of each tag's scores
+    fold_thresholds_into_head(model, thresholds)
+    with torch.no_grad():
+        after = torch.sigmoid(model(images)).numpy()
+    assert np.array_equal(after >= 0.5, before >= thresholds)
+    targets = np.random.default_rng(0).integers(0, 2, (16, 3))
+    assert np.allclose(per_tag_average_precision(targets, after), per_tag_average_precision(targets, before))
+
+
+def test_features_come_from_the_layer_below_the_head(shapes_dataset):
+    from torch.utils.data import DataLoader
+
+    from common.dataset import ImageTagDataset, UnreadableImages, collate_readable, scan_folder
+    from common.images import eval_transform
+
+    root, _ = shapes_dataset
+    images = scan_folder(root / "train").images[:5]
+    loader = DataLoader(ImageTagDataset(images, eval_transform(32), torch.zeros(5, 3)), batch_size=2,
+                        collate_fn=collate_readable)
+    model = build_model("resnet18", 3, "none")
+    features, targets = extract_features(model, loader, torch.device("cpu"), "fp32", UnreadableImages())
+    assert features.shape == (5, 512) and targets.shape == (5, 3)
+    assert isinstance(model.fc, nn.Linear)  # the head is back in place afterwards
