@@ -53,7 +53,7 @@ def get_args_parser():
     parser.add_argument("--whitelist", help=f"file of the only tags to write (.env: WHITELIST); default: "
                                             f"{whitelist_file} if it exists, else every tag")
     parser.add_argument("--threshold", type=float,
-                        help="one probability cut-off for every tag, instead of the checkpoint's per-tag ones")
+                        help="one cut-off for every tag instead of the model's own (0.5 is its calibrated decision)")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true", help="replace existing sidecar files")
     existing.add_argument("--merge", action="store_true", help="add new tags to existing sidecar files")

@@ -206,8 +206,11 @@ def split_train_validation(targets, validation_fraction, seed):
         validation_size = min(max(validation_size, 1), count - 1)  # a tiny set still gets one
     if validation_size == 0:
         return list(range(count)), []
+    targets = np.asarray(targets)
+    if targets.shape[1] == 1:  # the stratifier wants two or more columns; "not the tag" is as good as any
+        targets = np.hstack([targets, 1 - targets])
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=validation_size, random_state=seed)
-    train, validation = next(splitter.split(np.zeros(count), np.asarray(targets)))
+    train, validation = next(splitter.split(np.zeros(count), targets))
     return sorted(train.tolist()), sorted(validation.tolist())
 
 

@@ -65,18 +65,11 @@ def eval_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD):
 
 def train_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     """Light augmentation: most of the picture stays in view, so tagged objects rarely leave it."""
-    import os
-    mode = os.environ.get("AUG", "crop70,flip,jitter")
-    steps = []
-    if "crop" in mode:
-        scale = int(mode.split("crop")[1][:2]) / 100
-        steps.append(v2.RandomResizedCrop((image_size, image_size), scale=(scale, 1.0), antialias=True))
-    else:
-        steps.append(v2.Resize((image_size, image_size), antialias=True))
-    if "affine" in mode:
-        steps.append(v2.RandomAffine(degrees=0, translate=(0.06, 0.06), scale=(0.9, 1.1)))
-    if "flip" in mode:
-        steps.append(v2.RandomHorizontalFlip())
-    if "jitter" in mode:
-        steps.append(v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2))
-    return v2.Compose([*steps, v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    return v2.Compose([
+        v2.RandomResizedCrop((image_size, image_size), scale=(0.7, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
+        v2.PILToTensor(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean, std),
+    ])

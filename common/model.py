@@ -67,9 +67,7 @@ def build_model(arch, num_tags, weights="none"):
     if weights.lower() == "imagenet":
         model = _load_imagenet_model(arch)
     else:
-        import os
-        extra = {"zero_init_residual": True} if os.environ.get("ZI") and arch.startswith("res") else {}
-        model = models.get_model(arch, weights=None, **extra)
+        model = models.get_model(arch, weights=None)
     replace_classifier_head(model, num_tags)
     if weights.lower() not in ("imagenet", "none"):
         load_backbone_weights(model, weights, arch)

@@ -107,6 +107,7 @@ def test_split_is_seeded_disjoint_and_complete():
     assert len(validation) == 10 and sorted(train + validation) == list(range(50))
     assert len(split_train_validation(targets[:3], 0.1, seed=0)[1]) == 1  # a tiny set still gets one
     assert split_train_validation(targets, 0.0, seed=0) == (list(range(50)), [])
+    assert len(split_train_validation(targets[:, :1], 0.2, seed=0)[1]) == 10  # a single tag works too
 
 
 def test_split_sends_rare_tags_to_validation_in_proportion():

@@ -64,8 +64,9 @@ def test_inference_writes_sorted_sidecars_and_a_full_csv(trained, tmp_path):
     for row in rows[1:]:
         probabilities = dict(zip(tags, map(float, row[1:])))
         written = parse_tags((folder / f"{row[0]}.txt").read_text())
-        expected = sorted((tag for tag, p in probabilities.items() if p >= 0.5), key=lambda t: -probabilities[t])
-        assert written == expected
+        assert set(written) == {tag for tag, p in probabilities.items() if p >= 0.5}
+        scores = [probabilities[tag] for tag in written]
+        assert scores == sorted(scores, reverse=True)  # most probable first (ties may come either way)
     assert f"tagged {len(images)} image(s)" in result.stdout
 
 

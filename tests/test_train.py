@@ -97,8 +97,9 @@ def test_frozen_backbone_trains_only_the_head(shapes_dataset, tmp_path):
     root, _ = shapes_dataset
     torch.save(models.resnet18().state_dict(), tmp_path / "backbone.pth")
     result = run_script("train.py", "--data", root / "train", "--model", tmp_path / "m.pth", *FAST_TRAINING,
-                        "--weights", tmp_path / "backbone.pth", "--freeze-backbone", "--epochs", "3", cwd=tmp_path)
-    assert "features: computed once" in result.stdout and "epoch 3/3" in result.stdout
+                        "--weights", tmp_path / "backbone.pth", "--freeze-backbone", "--epochs", "4", "--lr", "0.05",
+                        cwd=tmp_path)
+    assert "features: computed once" in result.stdout and "epoch 4/4" in result.stdout
     trained = load_checkpoint(tmp_path / "m.pth")["state_dict"]
     original = torch.load(tmp_path / "backbone.pth", weights_only=True)
     assert torch.equal(trained["layer3.0.conv1.weight"], original["layer3.0.conv1.weight"])
@@ -106,3 +107,16 @@ def test_frozen_backbone_trains_only_the_head(shapes_dataset, tmp_path):
     with open(tmp_path / "m.metrics.csv", newline="") as file:
         losses = [float(row["train_loss"]) for row in csv.DictReader(file)]
     assert losses[-1] < losses[0]  # while the head did learn
+
+
+def test_augmentation_is_on_for_pretrained_weights_and_off_from_scratch():
+    import train
+
+    def augments(*flags):
+        return train.augments(train.get_args_parser().parse_settings(list(flags), use_environment=False))
+
+    assert augments("--weights", "imagenet") and augments("--weights", "some/file.pth")
+    assert not augments("--weights", "none")
+    assert augments("--weights", "none", "--augment", "on")
+    assert not augments("--weights", "imagenet", "--no-augment")
+    assert not augments("--weights", "imagenet", "--freeze-backbone")  # features are computed once
