@@ -15,7 +15,6 @@ micro-F1 and macro-F1 on them, and each contestant's training time.
 """
 
 import argparse
-import os
 import csv
 import sys
 import tempfile
@@ -63,7 +62,7 @@ def run_multitag_trainer(train_dir, test_dir, work, args):
     """train.py with its defaults, then infer.py --csv, exactly as a user would run them."""
     flags = ["--data", train_dir, "--model", work / "model.pth", "--arch", "resnet18", "--weights", "none",
              "--image-size", args.image_size, "--epochs", args.epochs, "--seed", args.seed, "--yes",
-             *os.environ.get("EXTRA", "").split()]
+             *args.train_flags.split()]
     started = time.perf_counter()
     train.train_tagger(train.get_args_parser().parse_settings(list(map(str, flags)), use_environment=False))
     seconds = time.perf_counter() - started
@@ -123,6 +122,7 @@ def main():
     parser.add_argument("--image-size", type=int, default=64, help="input side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="data and training seed")
     parser.add_argument("--only", choices=["ours", "plain"], help="run one contestant")
+    parser.add_argument("--train-flags", default="", help='extra train.py flags, e.g. "--loss bce", to compare settings')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
