@@ -122,7 +122,8 @@ def main():
     parser.add_argument("--image-size", type=int, default=64, help="input side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="data and training seed")
     parser.add_argument("--only", choices=["ours", "plain"], help="run one contestant")
-    parser.add_argument("--train-flags", default="", help='extra train.py flags, e.g. "--loss bce", to compare settings')
+    parser.add_argument("--train-flags", default="",
+                        help='extra train.py flags, e.g. "--loss bce", to compare settings')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
