@@ -19,9 +19,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from common.checkpoint import load_training_state
-from common.dataset import (ImageTagDataset, UnreadableImages, collate_readable, default_tag_file,
-                            describe_pairing_problems, multi_hot, read_tag_file, read_tags_of, scan_folder,
-                            split_train_validation)
+from common.dataset import (ImageTagDataset, UnreadableImages, build_vocabulary, collate_readable,
+                            default_tag_file, describe_pairing_problems, multi_hot, no_readable_images, read_tag_file,
+                            read_tags_of, scan_folder, split_train_validation)
 from common.demo import write_demo_dataset
 from common.device import DEVICE_CHOICES, describe_device, pick_device
 from common.errors import UserError, exit_on_user_error
@@ -115,12 +115,8 @@ def load_training_data(args):
     if not tags_of:
         raise UserError(f"found no images with tag files in {args.data}. Each image needs a sidecar such as "
                         "cat1.jpg.txt (or cat1.txt) holding its tags; `python prepare.py check DIR` explains more.")
-    counts = {}
-    for tags in tags_of.values():
-        for tag in tags:
-            counts[tag] = counts.get(tag, 0) + 1
-    vocabulary = sorted(tag for tag, count in counts.items() if count >= args.min_tag_count)
-    dropped = sorted(set(counts) - set(vocabulary))
+    vocabulary = build_vocabulary(tags_of.values(), args.min_tag_count)
+    dropped = sorted(set(build_vocabulary(tags_of.values())) - set(vocabulary))
     if dropped:
         print(f"dropped {len(dropped)} tag(s) on fewer than {args.min_tag_count} images: {', '.join(dropped[:20])}"
               f"{' ...' if len(dropped) > 20 else ''}")
@@ -188,8 +184,7 @@ def cache_features(model, loaders, args, device, precision, unreadable):
             CachedFeatures(features, targets), batch_size=args.batch_size, shuffle=loader is loaders[0],
             collate_fn=collate_readable, generator=torch.Generator().manual_seed(args.seed)))
     if cached[0] is None:
-        raise UserError(f"none of the training images in {args.data} could be read. "
-                        "Check them with `python prepare.py check`.")
+        raise no_readable_images(args.data)
     print(f"features: computed once for {len(cached[0].dataset)} training images in {time.time() - started:.0f} s")
     return cached
 

@@ -7,6 +7,7 @@ A tag file holds one tag per line, or comma-separated tags; an empty file means 
 """
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -178,9 +179,15 @@ def read_tags_of(scan):
     return {image: read_tag_file(tag_file) for image, tag_file in scan.tag_file_of.items()}
 
 
-def build_vocabulary(tag_lists):
-    """The sorted list of every tag seen: stable across runs and platforms."""
-    return sorted({tag for tags in tag_lists for tag in tags})
+def build_vocabulary(tag_lists, min_count=1):
+    """The sorted list of every tag on at least `min_count` images: stable across runs and platforms."""
+    counts = Counter(tag for tags in tag_lists for tag in tags)
+    return sorted(tag for tag, count in counts.items() if count >= min_count)
+
+
+def no_readable_images(folder):
+    return UserError(f"none of the training images in {folder} could be read. "
+                     "Check them with `python prepare.py check`.")
 
 
 def multi_hot(tag_lists, vocabulary):

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from common.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, save_training_state, write_tag_list
-from common.dataset import UnreadableImages, short_list
+from common.dataset import UnreadableImages, no_readable_images, short_list
 from common.errors import UserError
 from common.images import IMAGENET_MEAN, IMAGENET_STD
 from common.metrics import calibrate_thresholds, evaluate, tag_report
@@ -87,8 +87,7 @@ def run_epoch(run, epoch):
         run.trainable, run.train_loader, run.loss_function, run.optimizer, run.scheduler, run.scaler, run.device,
         run.precision, run.unreadable, f"epoch {epoch}/{run.args.epochs}")
     if images_seen == 0:
-        raise UserError(f"none of the training images in {run.args.data} could be read. "
-                        "Check them with `python prepare.py check`.")
+        raise no_readable_images(run.args.data)
     row = {"epoch": epoch, "train_loss": train_loss, "lr": run.scheduler.get_last_lr()[0]}
     if run.validation_loader is not None:
         val_loss, targets, probabilities = predict(run.trainable, run.validation_loader, run.device, run.precision,
