@@ -2,6 +2,7 @@
 
     python bench/quality.py                      # 2,000 training and 600 test mosaics, 10 epochs
     python bench/quality.py --train 800 --test 300 --epochs 4
+    python bench/quality.py --hard               # the harder layout, near the hidden benchmark
 
 Both contestants train resnet18 from random weights (--weights none) on 64-px digit mosaics
 (see digit_mosaics.py) for the same number of epochs, on the same machine, in this one run:
@@ -121,14 +122,15 @@ def main():
     parser.add_argument("--epochs", type=int, default=10, help="epochs for both contestants")
     parser.add_argument("--image-size", type=int, default=64, help="input side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="data and training seed")
+    parser.add_argument("--hard", action="store_true", help="the harder 3x3 mosaics (see digit_mosaics.py)")
     parser.add_argument("--only", choices=["ours", "plain"], help="run one contestant")
     parser.add_argument("--train-flags", default="",
                         help='extra train.py flags, e.g. "--loss bce", to compare settings')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
-        write_mosaics(work / "train", args.train, args.seed, part=0)
-        write_mosaics(work / "test", args.test, args.seed, part=1)
+        write_mosaics(work / "train", args.train, args.seed, part=0, hard=args.hard)
+        write_mosaics(work / "test", args.test, args.seed, part=1, hard=args.hard)
         results = {}
         if args.only != "plain":
             results["multitag-trainer"] = run_multitag_trainer(work / "train", work / "test", work, args)
@@ -138,8 +140,8 @@ def main():
         raw = results["multitag-trainer"]["uncalibrated"]
         print(f"(multitag-trainer with a flat 0.5 threshold instead of its calibrated ones: micro-F1 "
               f"{raw['micro_f1']:.3f}, macro-F1 {raw['macro_f1']:.3f})")
-    print(f"\nquality: {args.train} training / {args.test} test digit mosaics, resnet18 from scratch, "
-          f"{args.image_size} px, {args.epochs} epochs, {torch.get_num_threads()} CPU threads")
+    print(f"\nquality: {args.train} training / {args.test} test {'hard ' * args.hard}digit mosaics, resnet18 from "
+          f"scratch, {args.image_size} px, {args.epochs} epochs, {torch.get_num_threads()} CPU threads")
     print(f"{'':18} {'mAP':>6} {'micro-F1':>9} {'macro-F1':>9} {'train s':>8}")
     for name, result in results.items():
         print(f"{name:18} {result['mAP']:6.3f} {result['micro_f1']:9.3f} {result['macro_f1']:9.3f} "
