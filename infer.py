@@ -2,183 +2,298 @@
 
     python infer.py                                    # INFERENCE_DIR and MODEL come from .env
     python infer.py --input photos/ --model models/tagger.pth --csv photos.csv
-    python infer.py --input photos/ --model models/tagger.pth --merge --threshold 0.4
+    python infer.py --input photos/ --model models/tagger.pth --merge --top-k 10 --sep ", "
+    python infer.py --input labelled/ --model models/tagger.pth --evaluate
+    python infer.py --model old.pth --tags old_tags.pkl --save-as new.pth   # convert an original-tool model
 
-Existing sidecars are kept unless --overwrite or --merge is given. Each setting comes from its
-flag, else an environment variable, else .env, else the block below.
+Images that already have a sidecar are skipped, so an interrupted run continues where it
+stopped; --overwrite or --merge processes them again. Each setting comes from its flag, else
+an environment variable, else .env, else the block below.
 """
 
 import contextlib
 import csv
+import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
-from common.checkpoint import load_checkpoint, model_from_checkpoint, read_tag_list
+from common.checkpoint import load_model_file, make_checkpoint, model_from_checkpoint, read_tag_list, save_checkpoint
 from common.dataset import (
-    ImageTagDataset,
     UnreadableImages,
-    collate_readable,
     default_tag_file,
     format_tags,
     merge_into_tag_file,
     read_tag_file,
     scan_folder,
     short_list,
+    tag_file_names,
 )
 from common.device import DEVICE_CHOICES, describe_device, pick_device
 from common.errors import UserError, exit_on_user_error
 from common.files import atomic_write, ensure_writable_folder, write_text_atomically
-from common.images import eval_transform
+from common.inference import Tagger, evaluate_tagger, make_tag_chooser
+from common.precision import PRECISION_CHOICES, resolve_precision
+from common.reports import format_tag_report
 from common.settings import SettingsParser, require
 
 # ----------------------------------------------------------------------------- settings
 # The defaults. A flag, an environment variable or a .env key (in that order) overrides each one.
-batch_size = 32  # images per forward pass; lower it if you run out of (GPU) memory
+batch_size = None  # images per forward pass: None means 64 on a GPU, 16 on a CPU (faster there: fits its caches)
 device = "auto"  # auto (cuda, then mps, then cpu) | cuda | mps | cpu
+precision = "auto"  # auto (bf16/fp16 on CUDA, bf16 on CPUs with bf16 hardware, else fp32) | fp32 | bf16 | fp16
 workers = min(4, os.cpu_count() or 1)  # background processes decoding images; 0 decodes in the main one
 whitelist_file = "whitelist.txt"  # used when WHITELIST is not set and this file exists; else all tags allowed
+separator = "\n"  # between tags in new sidecars: one per line (gallery-dl style) or ", " (kohya captions)
+sidecar_style = "ext"  # new sidecars as ext: NAME.EXT.txt (gallery-dl) | stem: NAME.txt (kohya, DeepDanbooru)
+legacy_image_size = 224  # input side of a bare state-dict model from the original tool, which does not record it
 
 
 def get_args_parser():
     parser = SettingsParser(description="Tag a folder of images with a trained multi-label tagger.")
-    parser.add_argument("--input", help="folder of images to tag (.env: INFERENCE_DIR)")
-    parser.add_argument("--model", help="checkpoint written by train.py (.env: MODEL)")
-    parser.add_argument("--tags", help="tag list to check against the checkpoint's own (.env: TAGS)")
-    parser.add_argument("--whitelist", help=f"file of the only tags to write (.env: WHITELIST); default: "
-                                            f"{whitelist_file} if it exists, else every tag")
-    parser.add_argument("--threshold", type=float,
-                        help="one cut-off for every tag instead of the model's own (0.5 is its calibrated decision)")
+    add = parser.add_argument
+    add("--input", help="folder of images to tag (.env: INFERENCE_DIR)")
+    add("--model", help="checkpoint written by train.py, or a bare state dict from the original tool (.env: MODEL)")
+    add("--tags", help="tag list: checked against a checkpoint's own; required for a bare state dict (.env: TAGS)")
+    add("--whitelist", help=f"file of the only tags to write (.env: WHITELIST); default: {whitelist_file} if it "
+                            "exists, else every tag")
+    add("--blacklist", help="file of tags never to write (.env: BLACKLIST)")
+    add("--threshold", type=float, help="one cut-off for every tag instead of the model's own (0.5 is its "
+                                        "calibrated decision)")
+    add("--top-k", type=int, help="write at most this many tags per image, the most probable first")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true", help="replace existing sidecar files")
     existing.add_argument("--merge", action="store_true", help="add new tags to existing sidecar files")
-    parser.add_argument("--csv", help="also write every image's probability for every tag to this CSV file")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help="images per step (.env: BATCH_SIZE)")
-    parser.add_argument("--workers", type=int, default=workers, help="image-decoding processes (.env: WORKERS)")
-    parser.add_argument("--device", default=device, help=f"{' | '.join(DEVICE_CHOICES)} (.env: DEVICE)")
-    parser.add_argument("--recursive", action="store_true", help="also tag images in subfolders of --input")
+    existing.add_argument("--evaluate", action="store_true", help="compare predictions with the existing "
+                          "sidecars (precision, recall, F1, mAP) and write nothing")
+    add("--sep", default=separator, help='between tags in new sidecars, e.g. ", " for one comma-separated line')
+    add("--sidecar-style", default=sidecar_style, choices=["ext", "stem"],
+        help="name new sidecars NAME.EXT.txt (ext) or NAME.txt (stem)")
+    add("--csv", help="also write every image's probability for every tag to this CSV file")
+    add("--jsonl", help="also write each image's chosen tags and their probabilities, one JSON line per image")
+    add("--print-probs", action="store_true", help="print each image's tags with their probabilities")
+    add("--batch-size", type=int, default=batch_size, help="images per step (.env: BATCH_SIZE)")
+    add("--workers", type=int, default=workers, help="image-decoding processes (.env: WORKERS)")
+    add("--device", default=device, help=f"{' | '.join(DEVICE_CHOICES)} (.env: DEVICE)")
+    add("--precision", default=precision, choices=PRECISION_CHOICES, help="arithmetic precision (.env: PRECISION)")
+    add("--compile", action="store_true", help="compile the model with torch.compile (pays off on big folders)")
+    add("--recursive", action="store_true", help="also tag images in subfolders of --input")
+    add("--arch", help="architecture of a bare state dict, when it is not recognised (.env: ARCH)")
+    add("--image-size", type=int, default=legacy_image_size, help="input side of a bare state dict (.env: "
+                                                                  "IMAGE_SIZE); checkpoints record their own")
+    add("--save-as", help="convert --model (e.g. a bare state dict) into a checkpoint at this path, then stop")
+    add("--export-onnx", help="write --model as ONNX (dynamic batch size) to this path, then stop")
     return parser
 
 
-def load_whitelist(path_setting, known_tags):
-    """The set of tags allowed in sidecars, or None when every tag is allowed."""
-    path = Path(path_setting) if path_setting else Path(whitelist_file)
-    if not path.is_file():
-        if path_setting:
-            raise UserError(f"whitelist {path} does not exist: fix WHITELIST / --whitelist, or remove it to "
-                            "allow every tag")
+def read_tag_filter(path_setting, known_tags, what, default_path=None):
+    """The set of tags in a whitelist or blacklist file, or None when there is no such file."""
+    path = Path(path_setting or default_path or "")
+    if not path_setting and not (default_path and path.is_file()):
         return None
-    allowed = set(read_tag_file(path))
-    unknown = sorted(allowed - set(known_tags))
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist: fix --{what} / {what.upper()}, or remove the setting")
+    listed = set(read_tag_file(path))
+    unknown = sorted(listed - set(known_tags))
     if unknown:
-        print(f"warning: {len(unknown)} whitelisted tag(s) in {path} are unknown to the model and can never be "
-              f"written: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
-    print(f"whitelist: {len(allowed & set(known_tags))} of the model's {len(known_tags)} tags allowed, from {path}")
-    return allowed
+        print(f"warning: {len(unknown)} tag(s) in {what} {path} are unknown to the model: "
+              f"{', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
+    print(f"{what}: {len(listed & set(known_tags))} of the model's {len(known_tags)} tags, from {path}")
+    return listed
 
 
-def check_tag_list(tags_setting, checkpoint_tags):
-    """The checkpoint carries its tags; a separate TAGS file must agree with them."""
-    if not tags_setting:
+def check_tag_list(tags_setting, checkpoint):
+    """A checkpoint carries its tags; a separate TAGS file must agree with them."""
+    tags = checkpoint["tags"]
+    if not tags_setting or "converted_from" in checkpoint["settings"]:
         return
     path = Path(tags_setting)
     if not path.is_file():
-        print(f"note: tag list {path} not found; using the {len(checkpoint_tags)} tags stored in the model")
+        print(f"note: tag list {path} not found; using the {len(tags)} tags stored in the model")
         return
     listed = read_tag_list(path)
-    if len(listed) != len(checkpoint_tags):
-        raise UserError(f"tag list {path} has {len(listed)} tags but the model was trained on "
-                        f"{len(checkpoint_tags)}: they belong to different models. Point TAGS / --tags at the "
-                        "list saved with this model, or leave it unset.")
-    if listed != checkpoint_tags:
+    if len(listed) != len(tags):
+        raise UserError(f"tag list {path} has {len(listed)} tags but the model was trained on {len(tags)}: they "
+                        "belong to different models. Point TAGS / --tags at the list saved with this model, or "
+                        "leave it unset.")
+    if listed != tags:
         print(f"warning: tag list {path} differs from the model's own list; using the model's")
 
 
-def choose_tags(probabilities, tags, thresholds, allowed):
-    """Tags at or above their threshold, most probable first, limited to the whitelist."""
-    order = np.argsort(-probabilities, kind="stable")
-    return [tags[i] for i in order
-            if probabilities[i] >= thresholds[i] and (allowed is None or tags[i] in allowed)]
+def new_sidecar_path(image, style, stems_taken):
+    """NAME.EXT.txt, or NAME.txt with --sidecar-style stem unless another image has the same stem."""
+    if style == "stem" and stems_taken.get((image.parent, image.stem), 0) < 2:
+        return image.with_name(tag_file_names(image.name)[1])
+    return default_tag_file(image)
 
 
-def write_sidecar(image, existing_tag_file, tags, args):
-    """Write the image's tags unless a sidecar exists; returns 'written', 'kept' or 'merged'."""
-    if existing_tag_file is None or args.overwrite:
-        write_text_atomically(existing_tag_file or default_tag_file(image), format_tags(tags))
-        return "written"
-    if args.merge:
+def write_sidecar(image, existing_tag_file, tags, args, stems_taken):
+    """Write the image's tags, or merge them into its sidecar; returns 'written' or 'merged'."""
+    if args.merge and existing_tag_file is not None:
         merge_into_tag_file(existing_tag_file, tags)
         return "merged"
-    return "kept"
+    path = existing_tag_file or new_sidecar_path(image, args.sidecar_style, stems_taken)
+    write_text_atomically(path, format_tags(tags, args.sep.replace("\\n", "\n")))
+    return "written"
+
+
+def images_to_run(scan, args):
+    """Every image with --overwrite, --merge, --evaluate or a table (CSV, JSONL) to fill; else only the
+    images without a sidecar, so that a second run continues where an interrupted one stopped."""
+    if args.evaluate:
+        return [image for image in scan.images if image in scan.tag_file_of]
+    if args.overwrite or args.merge or args.csv or args.jsonl:
+        return scan.images
+    return [image for image in scan.images if image not in scan.tag_file_of]
+
+
+def open_tables(stack, args, tags):
+    """The optional CSV and JSONL writers; each file is streamed and only put in place once complete."""
+    csv_writer = jsonl_file = None
+    if args.csv:
+        csv_writer = csv.writer(stack.enter_context(atomic_write(args.csv, "w", newline="")))
+        csv_writer.writerow(["file", *tags])
+    if args.jsonl:
+        jsonl_file = stack.enter_context(atomic_write(args.jsonl, "w"))
+    return csv_writer, jsonl_file
+
+
+def tag_images(tagger, scan, pending, args, thresholds, choose, unreadable):
+    """Run the model over the pending images and write each one's outputs as soon as it is done."""
+    tags = tagger.tags
+    outcomes = {"written": 0, "merged": 0, "kept": 0}
+    if not pending:
+        return outcomes
+    stems_taken = {}
+    for image in scan.images:
+        stems_taken[(image.parent, image.stem)] = stems_taken.get((image.parent, image.stem), 0) + 1
+    with contextlib.ExitStack() as stack:
+        csv_writer, jsonl_file = open_tables(stack, args, tags)
+        for positions, probabilities in tagger.run(pending, args.batch_size, args.workers, unreadable):
+            for position, row in zip(positions, probabilities):
+                image = pending[position]
+                chosen = choose(row)
+                existing = scan.tag_file_of.get(image)
+                keep = existing is not None and not (args.overwrite or args.merge)
+                outcomes["kept" if keep else write_sidecar(image, existing, [tags[i] for i in chosen], args,
+                                                           stems_taken)] += 1
+                name = image.relative_to(scan.folder).as_posix()
+                if csv_writer:
+                    csv_writer.writerow([name, *(f"{p:.5f}" for p in row)])
+                if jsonl_file:
+                    jsonl_file.write(json.dumps({"file": name, "tags": {tags[i]: round(float(row[i]), 5)
+                                                                        for i in chosen}}, ensure_ascii=False) + "\n")
+                if args.print_probs:
+                    tqdm.write(f"{name}: " + (", ".join(f"{tags[i]} {row[i]:.3f}" for i in chosen) or "(no tags)"))
+    return outcomes
+
+
+def evaluate_folder(tagger, scan, pending, args, thresholds, unreadable):
+    """--evaluate: score the model against the sidecars already there, writing nothing."""
+    truth = [read_tag_file(scan.tag_file_of[image]) for image in pending]
+    unknown = {tag for image_tags in truth for tag in image_tags} - set(tagger.tags)
+    if unknown:
+        print(f"note: {len(unknown)} tag(s) in the sidecars are unknown to the model and are not scored: "
+              f"{', '.join(sorted(unknown)[:10])}{' ...' if len(unknown) > 10 else ''}")
+    scores, report = evaluate_tagger(tagger, pending, truth, thresholds, args.batch_size, args.workers, unreadable)
+    if scores:
+        print(f"evaluated {scores['images']} image(s) against their sidecars: mAP {scores['mAP']:.3f} | micro "
+              f"precision {scores['precision']:.3f} recall {scores['recall']:.3f} F1 {scores['micro_f1']:.3f} | "
+              f"macro-F1 {scores['macro_f1']:.3f}\nper tag, worst first:\n"
+              f"{format_tag_report(report, limit=len(report))}")
+    return scores["images"] if scores else 0
+
+
+def convert_or_export(checkpoint, args):
+    """--save-as and --export-onnx: write the model in another form instead of tagging."""
+    if args.save_as:
+        if Path(args.save_as).exists():
+            raise UserError(f"{args.save_as} already exists; remove it or choose another --save-as path")
+        model = model_from_checkpoint(checkpoint, pick_device("cpu"))
+        fields = {key: checkpoint[key] for key in ("arch", "tags", "thresholds", "image_size", "mean", "std",
+                                                   "settings", "metrics", "epoch")}
+        save_checkpoint(make_checkpoint(model, **fields), args.save_as)
+        print(f"saved {args.model} as a multitag-trainer checkpoint ({checkpoint['arch']}, "
+              f"{len(checkpoint['tags'])} tags, {checkpoint['image_size']} px) to {args.save_as}")
+    if args.export_onnx:
+        from common.export import export_onnx
+
+        ensure_writable_folder(Path(args.export_onnx).resolve().parent, "ONNX file")
+        export_onnx(checkpoint, args.export_onnx)
+        print(f"exported {args.model} to {args.export_onnx}: input 'images' (N, 3, {checkpoint['image_size']}, "
+              f"{checkpoint['image_size']}) normalised, output 'probabilities' (N, {len(checkpoint['tags'])}); "
+              "0.5 is each tag's decision; tags and preprocessing are in the metadata")
 
 
 def tag_folder(args):
-    """The whole inference stage. Returns counts of what happened to each image."""
-    require(args, "input", "folder of images to tag")
+    """The whole inference stage. Returns counts of what happened to the images."""
     require(args, "model", "model file")
-    checkpoint = load_checkpoint(args.model)
+    checkpoint = load_model_file(args.model, args.tags, args.arch, args.image_size)
+    if args.save_as or args.export_onnx:
+        return convert_or_export(checkpoint, args)
+    require(args, "input", "folder of images to tag")
     tags = checkpoint["tags"]
-    check_tag_list(args.tags, tags)
-    allowed = load_whitelist(args.whitelist, tags)
+    check_tag_list(args.tags, checkpoint)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise UserError(f"--threshold must be a probability between 0 and 1, not {args.threshold}")
+    if args.top_k is not None and args.top_k < 1:
+        raise UserError(f"--top-k must be at least 1, not {args.top_k}")
     thresholds = np.array(checkpoint["thresholds"] if args.threshold is None else [args.threshold] * len(tags))
-    if args.csv:
-        ensure_writable_folder(Path(args.csv).resolve().parent, "CSV file")
+    allowed = read_tag_filter(args.whitelist, tags, "whitelist", whitelist_file)
+    blocked = read_tag_filter(args.blacklist, tags, "blacklist")
+    for table in (args.csv, args.jsonl):
+        if table and not args.evaluate:
+            ensure_writable_folder(Path(table).resolve().parent, "output file")
 
     scan = scan_folder(args.input, recursive=args.recursive)
     if not scan.images:
         raise UserError(f"found no images in {args.input} (looked for .jpg .jpeg .png .webp .bmp .gif"
                         f"{'' if args.recursive else '; add --recursive to look in subfolders'})")
+    pending = images_to_run(scan, args)
+    skipped = len(scan.images) - len(pending)
     run_device = pick_device(args.device)
-    model = model_from_checkpoint(checkpoint, run_device)
-    print(f"device: {describe_device(run_device)} | model: {checkpoint['arch']}, {len(tags)} tags, "
-          f"{checkpoint['image_size']} px | images: {len(scan.images)} in {args.input}")
+    run_precision = resolve_precision(args.precision, run_device, inference=True)
+    args.batch_size = args.batch_size or (64 if run_device.type == "cuda" else 16)
+    tagger = Tagger(checkpoint, run_device, run_precision, args.compile)
+    print(f"device: {describe_device(run_device)} | precision: {run_precision} | model: {checkpoint['arch']}, "
+          f"{len(tags)} tags, {checkpoint['image_size']} px | images: {len(scan.images)} in {args.input}")
+    if args.evaluate and not pending:
+        raise UserError(f"--evaluate needs images with sidecars holding their true tags, and {args.input} has none")
+    if skipped:
+        print(f"skipping {skipped} image(s) that already have sidecars (--overwrite or --merge to redo them)")
 
-    transform = eval_transform(checkpoint["image_size"], checkpoint["mean"], checkpoint["std"])
-    dataset = ImageTagDataset(scan.images, transform, decode_size=checkpoint["image_size"])
-    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, shuffle=False,
-                        collate_fn=collate_readable, pin_memory=run_device.type == "cuda")
-    outcomes = {"written": 0, "kept": 0, "merged": 0}
     unreadable = UnreadableImages()
-    started = time.time()
-    with contextlib.ExitStack() as stack, torch.inference_mode():
-        csv_writer = None
-        if args.csv:  # streamed row by row, and only put in place once complete
-            csv_writer = csv.writer(stack.enter_context(atomic_write(args.csv, "w", newline="")))
-            csv_writer.writerow(["file", *tags])
-        for batch in tqdm(loader, desc="tagging", unit="batch"):
-            unreadable.add(dataset, batch.unreadable)
-            if batch.images is None:
-                continue
-            probabilities = torch.sigmoid(model(batch.images.to(run_device))).float().cpu().numpy()
-            for position, row in zip(batch.indices.tolist(), probabilities):
-                image = scan.images[position]
-                chosen = choose_tags(row, tags, thresholds, allowed)
-                outcomes[write_sidecar(image, scan.tag_file_of.get(image), chosen, args)] += 1
-                if csv_writer:
-                    csv_writer.writerow([image.relative_to(scan.folder).as_posix(), *(f"{p:.5f}" for p in row)])
-    report(outcomes, unreadable.reasons, scan.folder, time.time() - started, args)
-    return {**outcomes, "unreadable": len(unreadable.reasons)}
+    started = time.perf_counter()
+    if args.evaluate:
+        done = evaluate_folder(tagger, scan, pending, args, thresholds, unreadable)
+        outcomes = {"evaluated": done}
+    else:
+        choose = make_tag_chooser(tags, thresholds, allowed, blocked, args.top_k)
+        outcomes = tag_images(tagger, scan, pending, args, thresholds, choose, unreadable)
+    seconds = time.perf_counter() - started
+    report(outcomes, skipped, unreadable.reasons, scan.folder, seconds, args)
+    return {**outcomes, "skipped": skipped, "unreadable": len(unreadable.reasons)}
 
 
-def report(outcomes, unreadable, folder, seconds, args):
+def report(outcomes, skipped, unreadable, folder, seconds, args):
     if unreadable:
         print(f"skipped {len(unreadable)} unreadable image(s), which got no sidecar: {short_list(unreadable, folder)}."
               " Re-save or remove them.")
-    tagged = sum(outcomes.values())
-    hint = " (pass --overwrite or --merge to change them)" if outcomes["kept"] else ""
-    print(f"tagged {tagged} image(s): {outcomes['written']} sidecars written, {outcomes['merged']} merged, "
-          f"{outcomes['kept']} kept as they were{hint} | {len(unreadable)} unreadable | {seconds:.1f} s, "
-          f"{tagged / max(seconds, 1e-9):.1f} images/s")
-    if args.csv and tagged:
-        print(f"probabilities written to {args.csv}")
-    if tagged == 0:
+    done = sum(outcomes.values())
+    if args.evaluate:
+        summary = f"evaluated {done} image(s), wrote nothing"
+    else:
+        hint = " (--overwrite or --merge would change them)" if outcomes["kept"] else ""
+        summary = (f"tagged {done} image(s): {outcomes['written']} sidecars written, {outcomes['merged']} merged, "
+                   f"{outcomes['kept']} kept{hint} | {skipped} skipped (had sidecars)")
+    print(f"{summary} | {len(unreadable)} unreadable | {seconds:.1f} s, {done / max(seconds, 1e-9):.1f} images/s")
+    for table in (args.csv, args.jsonl):
+        if table and done and not args.evaluate:
+            print(f"wrote {table}")
+    if done == 0 and unreadable:
         raise UserError(f"none of the {len(unreadable)} image(s) in {folder} could be read: "
                         f"{short_list(unreadable, folder)}")
 

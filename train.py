@@ -30,7 +30,8 @@ from common.images import eval_transform, train_transform
 from common.model import DEFAULT_ARCH, WEIGHT_CHOICES, build_model, classifier_head_name, count_parameters
 from common.settings import SettingsParser, require
 from common.trainer import TrainingRun, finish, fit
-from common.training import LOSS_CHOICES, PRECISION_CHOICES, CachedFeatures, extract_features, resolve_precision
+from common.precision import PRECISION_CHOICES, resolve_precision
+from common.training import LOSS_CHOICES, CachedFeatures, extract_features
 
 # ----------------------------------------------------------------------------- settings
 # The defaults. A flag, an environment variable or a .env key (in that order) overrides each one.

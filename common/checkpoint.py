@@ -14,7 +14,8 @@ import torch
 
 from common.errors import UserError
 from common.files import atomic_write, load_torch_file, write_text_atomically
-from common.model import build_model
+from common.images import IMAGENET_MEAN, IMAGENET_STD
+from common.model import available_architectures, build_model
 
 CHECKPOINT_FORMAT = "multitag-trainer"
 CHECKPOINT_VERSION = 1
@@ -67,12 +68,20 @@ def save_checkpoint(checkpoint, path):
 def load_checkpoint(path):
     """Read and check a checkpoint; every failure is a UserError that names the file."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"model file {path} does not exist: train one with train.py, or check MODEL / --model")
-    checkpoint = load_torch_file(path, "model file")
+    checkpoint = _read_model_file(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a multitag-trainer checkpoint (no 'format' entry); "
                         "if it is a bare state dict, train a new model with train.py")
+    return _checked(checkpoint, path)
+
+
+def _read_model_file(path):
+    if not path.is_file():
+        raise UserError(f"model file {path} does not exist: train one with train.py, or check MODEL / --model")
+    return load_torch_file(path, "model file")
+
+
+def _checked(checkpoint, path):
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
         raise UserError(f"checkpoint {path} is incomplete: it lacks {', '.join(missing)}")
@@ -80,6 +89,64 @@ def load_checkpoint(path):
         raise UserError(f"checkpoint {path} is inconsistent: {len(checkpoint['tags'])} tags but "
                         f"{len(checkpoint['thresholds'])} thresholds")
     return checkpoint
+
+
+def load_model_file(path, tags_path=None, arch=None, image_size=224):
+    """A checkpoint written by train.py, or a model from the original multitag-trainer: a bare
+    torchvision state dict whose tags live in a separate pickle (tags_path). The latter is
+    converted on the fly; its architecture is recognised from the weights unless arch is given,
+    and image_size (which it does not record) says what input side it was trained at."""
+    path = Path(path)
+    content = _read_model_file(path)
+    if isinstance(content, dict) and content.get("format") == CHECKPOINT_FORMAT:
+        return _checked(content, path)
+    state_dict = _bare_state_dict(content)
+    if state_dict is None:
+        raise UserError(f"{path} is neither a multitag-trainer checkpoint nor a bare model state dict; "
+                        "point MODEL / --model at a file written by train.py")
+    if not tags_path:
+        raise UserError(f"{path} is a bare state dict, as the original multitag-trainer saved models, so its tags "
+                        "are in a separate file: pass that tag list (.pkl, .json or .txt) with TAGS / --tags")
+    tags = read_tag_list(tags_path)
+    arch = arch or guess_architecture(state_dict, len(tags), path)
+    model = build_model(arch, len(tags), weights="none")
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        raise UserError(f"the weights in {path} do not fit a {arch} with the {len(tags)} tags of {tags_path} "
+                        f"({str(error).splitlines()[0]}); check that the model and tag list belong together, "
+                        "or name the architecture with --arch") from error
+    return make_checkpoint(model, arch=arch, tags=tags, thresholds=[0.5] * len(tags), image_size=image_size,
+                           mean=IMAGENET_MEAN, std=IMAGENET_STD, metrics={}, epoch=0,
+                           settings={"converted_from": str(path), "tags_from": str(tags_path)})
+
+
+def _bare_state_dict(content):
+    """The name -> tensor dict in a file, with DataParallel's 'module.' prefixes removed; None if
+    the file holds something else. Also accepts {'state_dict': ...} wrappers."""
+    if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
+        content = content["state_dict"]
+    if not isinstance(content, dict) or not content or not all(
+            isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in content.items()):
+        return None
+    return {key.removeprefix("module."): value for key, value in content.items()}
+
+
+def guess_architecture(state_dict, num_tags, path):
+    """The ResNet-family architecture whose weights have exactly these names and shapes. Models are
+    built on the 'meta' device, which allocates nothing, so trying them all takes a moment."""
+    shapes = {name: tuple(tensor.shape) for name, tensor in state_dict.items()}
+    if "fc.weight" in shapes and shapes["fc.weight"][0] != num_tags:
+        raise UserError(f"{path} gives {shapes['fc.weight'][0]} tag outputs but its tag list has {num_tags} tags: "
+                        "they belong to different models. Point TAGS / --tags at the list saved with this model.")
+    family = [arch for arch in available_architectures() if arch.startswith(("resnet", "wide_resnet", "resnext"))]
+    for arch in family:
+        with torch.device("meta"):
+            candidate = build_model(arch, num_tags)
+        if {name: tuple(tensor.shape) for name, tensor in candidate.state_dict().items()} == shapes:
+            return arch
+    raise UserError(f"could not recognise the architecture of {path} among torchvision's ResNets: name it with "
+                    "--arch (e.g. --arch efficientnet_b0)")
 
 
 def save_training_state(state, path):

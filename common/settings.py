@@ -23,6 +23,7 @@ ENVIRONMENT_KEYS = {
     "model": "MODEL",
     "tags": "TAGS",
     "whitelist": "WHITELIST",
+    "blacklist": "BLACKLIST",
     "arch": "ARCH",
     "weights": "WEIGHTS",
     "epochs": "EPOCHS",

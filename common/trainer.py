@@ -13,8 +13,9 @@ from common.errors import UserError
 from common.images import IMAGENET_MEAN, IMAGENET_STD
 from common.metrics import calibrate_thresholds, evaluate, tag_report
 from common.model import fold_thresholds_into_head
+from common.precision import make_grad_scaler
 from common.reports import REPORT_COLUMNS, format_tag_report, plot_precision_recall, plot_training_curves, write_rows
-from common.training import make_grad_scaler, make_loss, make_optimizer, make_scheduler, predict, train_one_epoch
+from common.training import make_loss, make_optimizer, make_scheduler, predict, train_one_epoch
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The pieces of a training run that train.py, the notebooks and the benchmarks share:
-loss functions, the optimizer and its schedule, mixed precision, and cached backbone features."""
+loss functions, the optimizer and its schedule, and cached backbone features."""
 
 import contextlib
 import math
@@ -11,9 +11,9 @@ from tqdm import tqdm
 
 from common.errors import UserError
 from common.model import classifier_head_name, set_submodule
+from common.precision import autocast
 
 LOSS_CHOICES = ("bce", "asl")
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 
 
 class AsymmetricLoss(nn.Module):
@@ -80,32 +80,6 @@ def warmup_cosine(total_steps, warmup_steps):
 def make_scheduler(optimizer, total_steps, warmup_fraction):
     warmup_steps = max(1, round(total_steps * warmup_fraction))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, warmup_steps))
-
-
-def resolve_precision(precision, device):
-    """'auto' means bf16 on CUDA GPUs that support it, fp16 on older ones, fp32 elsewhere
-    (CPU and MPS training gain little from autocast and lose some accuracy)."""
-    if precision not in PRECISION_CHOICES:
-        raise UserError(f"unknown --precision '{precision}': choose one of {', '.join(PRECISION_CHOICES)}")
-    if precision != "auto":
-        if precision == "fp16" and device.type == "cpu":
-            raise UserError("--precision fp16 is for GPUs; on the CPU use bf16 or fp32")
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
-
-
-def autocast(device, precision):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def make_grad_scaler(device, precision):
-    """fp16 gradients can underflow; the scaler multiplies the loss to keep them representable."""
-    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """Shared fixtures: small folders of real image files made fresh in a temporary folder."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,14 +10,14 @@ import pytest
 from PIL import Image
 
 from common.demo import write_demo_dataset
+from common.settings import ENVIRONMENT_KEYS
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def run_script(script, *args, cwd, env=None, check=True):
     """Run one of the scripts as a user would, in `cwd`, and return the finished process."""
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("TRAINING", "INFERENCE_DIR", "MODEL", "TAGS", "WHITELIST")}
+    environment = {key: value for key, value in os.environ.items() if key not in ENVIRONMENT_KEYS.values()}
     environment.update(env or {})
     result = subprocess.run([sys.executable, str(REPOSITORY / script), *map(str, args)], cwd=cwd, env=environment,
                             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
@@ -43,3 +44,20 @@ def shapes_dataset(tmp_path):
 # Flags that keep a training run to a few seconds on a CPU.
 FAST_TRAINING = ["--arch", "resnet18", "--weights", "none", "--image-size", "32", "--epochs", "1",
                  "--batch-size", "8", "--workers", "0", "--device", "cpu", "--yes"]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One model trained for two epochs on the shapes data, shared by the tests that need one."""
+    root = tmp_path_factory.mktemp("trained")
+    write_demo_dataset(root / "shapes", train_count=48, infer_count=6, seed=1)
+    result = run_script("train.py", "--data", root / "shapes" / "train", "--model", root / "models" / "m.pth",
+                        "--tags", root / "models" / "tags.json", *FAST_TRAINING, "--epochs", "2", cwd=root)
+    return root, result
+
+
+def fresh_copy_of_images(root, tmp_path, name="to_tag"):
+    """A copy of the trained fixture's untagged images, for a test to tag."""
+    folder = tmp_path / name
+    shutil.copytree(root / "shapes" / "infer", folder)
+    return folder

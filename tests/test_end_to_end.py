@@ -5,38 +5,20 @@ import csv
 import os
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import FAST_TRAINING, REPOSITORY, run_script, save_image
+from conftest import FAST_TRAINING, REPOSITORY, fresh_copy_of_images, run_script, save_image
 
 from common.checkpoint import load_checkpoint, read_tag_list
 from common.dataset import parse_tags
-from common.demo import write_demo_dataset
 
 EPOCH_LINE = re.compile(r"^epoch 1/2 \| train loss \d+\.\d{4} \| val loss \d+\.\d{4} \| mAP \d\.\d{3} \| "
                         r"micro-F1 \d\.\d{3} \| macro-F1 \d\.\d{3} \| TP \d+ FP \d+ FN \d+ TN \d+ \| \d+ s"
                         r"( \| saved)?$", re.MULTILINE)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One model trained for two epochs on the shapes data, shared by the tests below."""
-    root = tmp_path_factory.mktemp("trained")
-    write_demo_dataset(root / "shapes", train_count=48, infer_count=6, seed=1)
-    result = run_script("train.py", "--data", root / "shapes" / "train", "--model", root / "models" / "m.pth",
-                        "--tags", root / "models" / "tags.json", *FAST_TRAINING, "--epochs", "2", cwd=root)
-    return root, result
-
-
-def fresh_copy_of_images(root, tmp_path):
-    folder = tmp_path / "to_tag"
-    shutil.copytree(root / "shapes" / "infer", folder)
-    return folder
 
 
 def test_training_prints_one_line_per_epoch_and_writes_model_and_tags(trained):
@@ -79,7 +61,9 @@ def test_existing_sidecars_are_kept_unless_overwrite_or_merge(trained, tmp_path)
     common = ["--input", folder, "--model", model, "--device", "cpu", "--workers", "0", "--threshold", "0"]
     result = run_script("infer.py", *common, cwd=tmp_path)
     assert hand_written.read_bytes() == b"my own tag\r\n"
-    assert "1 kept" in result.stdout
+    assert "skipping 1 image(s) that already have sidecars" in result.stdout and "1 skipped" in result.stdout
+    with_table = run_script("infer.py", *common, "--csv", tmp_path / "all.csv", cwd=tmp_path)
+    assert hand_written.read_bytes() == b"my own tag\r\n" and "6 kept" in with_table.stdout
     run_script("infer.py", *common, "--merge", cwd=tmp_path)
     merged = parse_tags(hand_written.read_text())
     assert merged[0] == "my own tag" and len(merged) == 1 + len(load_checkpoint(model)["tags"])

@@ -8,8 +8,8 @@ from torch import nn
 from common.errors import UserError
 from common.metrics import per_tag_average_precision
 from common.model import build_model, fold_thresholds_into_head
-from common.training import (AsymmetricLoss, extract_features, make_loss, parameter_groups, resolve_precision,
-                             warmup_cosine)
+from common.precision import cpu_has_fast_bf16, resolve_precision
+from common.training import AsymmetricLoss, extract_features, make_loss, parameter_groups, warmup_cosine
 
 
 def test_asymmetric_loss_without_focusing_or_clipping_is_plain_bce():
@@ -46,8 +46,10 @@ def test_schedule_warms_up_then_decays_to_zero():
     assert values[100] == pytest.approx(0.0, abs=1e-9)
 
 
-def test_precision_auto_is_full_precision_on_the_cpu():
+def test_precision_auto_trains_in_full_precision_on_the_cpu_and_infers_in_bf16_only_with_bf16_hardware():
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    expected = "bf16" if cpu_has_fast_bf16() else "fp32"
+    assert resolve_precision("auto", torch.device("cpu"), inference=True) == expected
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
     with pytest.raises(UserError, match="fp16 is for GPUs"):
         resolve_precision("fp16", torch.device("cpu"))

@@ -1,0 +1,61 @@
+"""Exporting a checkpoint to ONNX, for onnxruntime, OpenCV, browsers and other non-PyTorch runtimes."""
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from common.checkpoint import model_from_checkpoint
+from common.errors import UserError
+from common.files import atomic_write
+
+ONNX_OPSET = 17
+
+
+class ProbabilityModel(nn.Module):
+    """The tagger with its sigmoid, so the exported graph returns probabilities; since train.py folds
+    the calibrated thresholds into the last layer, 0.5 is every tag's decision in the export too."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        return torch.sigmoid(self.model(images))
+
+
+def export_onnx(checkpoint, path):
+    """Write the checkpoint's model as ONNX with a dynamic batch size. The input 'images' is a
+    float32 batch (N, 3, size, size), normalised with the stored mean and std; the output
+    'probabilities' is (N, tags). The tags, thresholds and preprocessing go in the metadata."""
+    try:
+        import onnx  # noqa: F401  (optional: only exporting needs it)
+    except ImportError as error:
+        raise UserError("--export-onnx needs the onnx package: pip install onnx (and onnxruntime to run the "
+                        "result), or pip install -r requirements-dev.txt") from error
+    model = ProbabilityModel(model_from_checkpoint(checkpoint, torch.device("cpu"))).eval()
+    size = checkpoint["image_size"]
+    example = torch.zeros(1, 3, size, size)
+    with atomic_write(path, "wb") as file, warnings.catch_warnings():
+        # The TorchScript-based exporter is deprecated in favour of one that needs onnxscript;
+        # it is still the one that works with nothing more than the onnx package installed.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (example,), file, dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=["images"], output_names=["probabilities"],
+                          dynamic_axes={"images": {0: "batch"}, "probabilities": {0: "batch"}})
+    add_metadata(path, {"tags": checkpoint["tags"], "thresholds": checkpoint["thresholds"], "image_size": size,
+                        "mean": checkpoint["mean"], "std": checkpoint["std"], "arch": checkpoint["arch"]})
+    return Path(path)
+
+
+def add_metadata(path, entries):
+    """Store each entry as JSON text in the model's metadata_props, where runtimes can read it."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for key, value in entries.items():
+        model.metadata_props.add(key=key, value=json.dumps(value, ensure_ascii=False))
+    with atomic_write(path, "wb") as file:
+        file.write(model.SerializeToString())

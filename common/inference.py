@@ -1,0 +1,97 @@
+"""Running a trained tagger over images as fast as the machine allows, shared by infer.py, its
+--evaluate mode, the notebooks and the benchmarks."""
+
+import numpy as np
+import torch
+from torch.fx.experimental.optimization import fuse as fuse_conv_batchnorm
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from common.checkpoint import model_from_checkpoint
+from common.dataset import ImageTagDataset, collate_readable, multi_hot
+from common.images import eval_transform
+from common.metrics import evaluate, tag_report
+from common.precision import autocast
+
+
+def fold_batchnorm(model):
+    """The eval-mode model with BatchNorm folded into the preceding convolutions (same outputs, about
+    13% faster for ResNet-50 on a CPU); a model that torch.fx cannot trace is returned unchanged."""
+    try:
+        return fuse_conv_batchnorm(model).eval()
+    except Exception:  # tracing fails on data-dependent control flow; folding is only an optimisation
+        return model
+
+
+class Tagger:
+    """A checkpoint's model, ready for inference on one device at one precision.
+
+    Each BatchNorm is folded into the convolution before it (one pass over memory instead of
+    two); the weights and each batch are put in channels-last order, which oneDNN (CPU) and
+    cuDNN (GPU) convolutions run faster; autocast runs the convolutions in bf16 or fp16 when
+    the precision asks for it, and the probabilities always come back as fp32.
+    """
+
+    def __init__(self, checkpoint, device, precision="fp32", compile_model=False):
+        self.checkpoint, self.device, self.precision = checkpoint, device, precision
+        self.tags = checkpoint["tags"]
+        model = fold_batchnorm(model_from_checkpoint(checkpoint, device)).to(memory_format=torch.channels_last)
+        self.model = torch.compile(model) if compile_model else model
+
+    def dataset(self, images):
+        """The images, decoded (JPEGs at reduced size) and resized to the model's input in workers."""
+        size = self.checkpoint["image_size"]
+        return ImageTagDataset(images, eval_transform(size, self.checkpoint["mean"], self.checkpoint["std"]),
+                               decode_size=size)
+
+    @torch.inference_mode()
+    def probabilities(self, images):
+        """Tag probabilities for a batch of image tensors, as a CPU float tensor."""
+        images = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.precision):
+            logits = self.model(images)
+        return torch.sigmoid(logits.float()).cpu()
+
+    def run(self, images, batch_size, workers, unreadable, description="tagging"):
+        """Yield (positions, probabilities) batch by batch over a list of image paths, with a
+        progress bar in images per second; unreadable images are reported and left out."""
+        dataset = self.dataset(images)
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False,
+                            collate_fn=collate_readable, pin_memory=self.device.type == "cuda",
+                            persistent_workers=False)
+        with tqdm(total=len(dataset), desc=description, unit="img", dynamic_ncols=True) as progress:
+            for batch in loader:
+                unreadable.add(dataset, batch.unreadable)
+                if batch.images is not None:
+                    yield batch.indices.tolist(), self.probabilities(batch.images).numpy()
+                progress.update(len(batch.indices) + len(batch.unreadable))
+
+
+def make_tag_chooser(tags, thresholds, allowed, blocked, top_k):
+    """A function from one image's probabilities to its tags: above threshold, allowed, most probable first."""
+    usable = np.array([(allowed is None or tag in allowed) and not (blocked and tag in blocked) for tag in tags])
+
+    def choose(probabilities):
+        order = np.argsort(-probabilities, kind="stable")
+        chosen = [i for i in order if usable[i] and probabilities[i] >= thresholds[i]]
+        return chosen[:top_k] if top_k else chosen
+
+    return choose
+
+
+def evaluate_tagger(tagger, images, truth, thresholds, batch_size, workers, unreadable):
+    """Score a tagger on images whose true tags are known: (overall scores, per-tag report rows),
+    or (None, None) when no image could be read. Tags unknown to the model are not scored."""
+    all_targets = multi_hot(truth, tagger.tags).numpy()
+    targets, probabilities = [], []
+    for positions, rows in tagger.run(images, batch_size, workers, unreadable, "evaluating"):
+        targets.append(all_targets[positions])
+        probabilities.append(rows)
+    if not targets:
+        return None, None
+    targets, probabilities = np.concatenate(targets), np.concatenate(probabilities)
+    scores = evaluate(targets, probabilities, thresholds)
+    scores["images"] = len(targets)
+    scores["precision"] = scores["tp"] / max(scores["tp"] + scores["fp"], 1)
+    scores["recall"] = scores["tp"] / max(scores["tp"] + scores["fn"], 1)
+    return scores, tag_report(targets, probabilities, thresholds, tagger.tags)
