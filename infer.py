@@ -18,6 +18,7 @@ import os
 import time
 from pathlib import Path
 
+import common  # noqa: F401  (first: it configures OpenMP before torch loads it)
 import numpy as np
 from tqdm.auto import tqdm
 

@@ -1,6 +1,6 @@
 """Tagging speed on photo-sized JPEGs: infer.py's defaults against a per-image loop.
 
-    python bench/infer_speed.py                  # 64 six-megapixel JPEGs, ResNet-50 at 224 px
+    python bench/infer_speed.py                  # 160 six-megapixel JPEGs, ResNet-50 at 224 px
     python bench/infer_speed.py --images 16      # a quicker look
 
 Both contestants tag the same folder with the same ResNet-50 checkpoint (random weights, 100
@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPOSITORY = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPOSITORY))
 
 from common.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint  # noqa: E402
 from common.dataset import default_tag_file, format_tags  # noqa: E402
@@ -84,19 +85,29 @@ def per_image_loop(folder, model_path):
             write_text_atomically(default_tag_file(path), format_tags(chosen))
 
 
-def infer_defaults(folder, model_path):
-    import infer
-
-    infer.tag_folder(infer.get_args_parser().parse_settings(
-        ["--input", str(folder), "--model", str(model_path)], use_environment=False))
+# infer.py exactly as a user runs it (python infer.py --input F --model M), in a process that has
+# not imported torch before the script does; then its time and peak memory as one JSON line.
+RUN_INFER_PY = """
+import json, runpy, sys, time
+started = time.perf_counter()
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+seconds = time.perf_counter() - started
+from bench.infer_speed import peak_resident_mib
+print(json.dumps({"seconds": seconds, "peak_mib": peak_resident_mib()}))
+"""
 
 
 def run_contestant(name, folder, model_path):
     """Run one contestant in a fresh process; returns (seconds, peak resident MiB)."""
     for sidecar in folder.glob("*.txt"):
         sidecar.unlink()
-    output = subprocess.run([sys.executable, __file__, "--child", name, str(folder), str(model_path)],
-                            capture_output=True, text=True, check=True).stdout
+    if name == "per-image loop":
+        command = [__file__, "--child", str(folder), str(model_path)]
+    else:
+        command = ["-c", RUN_INFER_PY, str(REPOSITORY / "infer.py"), "--input", str(folder), "--model", str(model_path)]
+    output = subprocess.run([sys.executable, *command], capture_output=True, text=True, check=True, cwd=REPOSITORY,
+                            env={**os.environ, "PYTHONPATH": str(REPOSITORY)}).stdout
     result = json.loads(output.strip().splitlines()[-1])
     return result["seconds"], result["peak_mib"]
 
@@ -111,16 +122,16 @@ def peak_resident_mib():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
 
 
-def child(name, folder, model_path):
+def child(folder, model_path):
     started = time.perf_counter()
-    (per_image_loop if name == "per-image loop" else infer_defaults)(Path(folder), Path(model_path))
+    per_image_loop(Path(folder), Path(model_path))
     print(json.dumps({"seconds": time.perf_counter() - started, "peak_mib": peak_resident_mib()}))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=64, help="JPEGs in the full run (a quarter in the short one)")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--images", type=int, default=160, help="JPEGs in the full run (a quarter in the short one)")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(*args.child)

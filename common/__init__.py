@@ -7,9 +7,21 @@ Each concept lives in exactly one module:
     images      opening an image file as RGB, and the train / eval transforms
     model       building a torchvision backbone with a multi-label head
     checkpoint  the self-describing model file and the tag-list file
+    training    losses, optimizer, schedule, cached features; trainer: the epoch loop
+    precision   fp32 / bf16 / fp16 per device, and autocast
+    inference   the Tagger that runs a checkpoint fast over a folder; export: ONNX
     device      picking CUDA, then MPS, then the CPU
     metrics     mAP, F1 and confusion counts for multi-label predictions
+    reports     CSV tables and plots
     files       atomic writes, so that an interrupted run never leaves half a file
     demo        the generated coloured-shapes dataset behind `train.py --demo`
     errors      the one exception type whose message is shown without a traceback
 """
+
+import os
+
+# Image-decoding workers and the model's OpenMP threads share the CPU cores. OpenMP threads
+# that spin while they wait for work steal time from the decoders (infer.py ran 20 % slower on
+# two cores), so they sleep instead, unless the user has chosen a policy. OpenMP reads this
+# when torch loads it, so scripts import `common` before torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
