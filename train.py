@@ -212,6 +212,14 @@ def confirm_overwrite(model_path, yes):
 
 def train_tagger(args):
     """The whole training stage. Returns the final metrics of the saved model."""
+    run = prepare_run(args)
+    fit(run)
+    return finish(run)
+
+
+def prepare_run(args):
+    """Everything before the first epoch: checks, data, split, loaders, model. The notebook calls
+    this, then fit() and finish(), to keep the trained model in memory."""
     require(args, "data", "training folder")
     paths = output_paths(args)
     for kind in ("model", "tags"):
@@ -243,8 +251,7 @@ def train_tagger(args):
     run = TrainingRun(args, paths, vocabulary, split_names, model, trainable, *loaders, run_device, run_precision)
     if resume_state:
         run.restore(resume_state)
-    fit(run)
-    return finish(run)
+    return run
 
 
 def run_demo(args):

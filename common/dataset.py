@@ -17,7 +17,7 @@ import torch
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 from PIL import UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
-from tqdm import tqdm
+from tqdm.auto import tqdm  # widgets in notebooks, text bars in terminals
 
 from common.errors import UserError
 from common.files import write_text_atomically

@@ -32,10 +32,13 @@ class Tagger:
     the precision asks for it, and the probabilities always come back as fp32.
     """
 
-    def __init__(self, checkpoint, device, precision="fp32", compile_model=False):
+    def __init__(self, checkpoint, device, precision="fp32", compile_model=False, model=None):
+        """model: an in-memory network to use instead of the checkpoint's weights (a notebook's
+        freshly trained one); it is not modified."""
         self.checkpoint, self.device, self.precision = checkpoint, device, precision
         self.tags = checkpoint["tags"]
-        model = fold_batchnorm(model_from_checkpoint(checkpoint, device)).to(memory_format=torch.channels_last)
+        model = model_from_checkpoint(checkpoint, device) if model is None else model.to(device).eval()
+        model = fold_batchnorm(model).to(memory_format=torch.channels_last)
         self.model = torch.compile(model) if compile_model else model
 
     def dataset(self, images):
@@ -51,6 +54,15 @@ class Tagger:
         with autocast(self.device, self.precision):
             logits = self.model(images)
         return torch.sigmoid(logits.float()).cpu()
+
+    def probabilities_of_files(self, paths):
+        """Probabilities for a few image files, decoded here, one array per file (None for an
+        unreadable one): for showing predictions in a notebook."""
+        dataset = self.dataset(paths)
+        samples = [dataset[position] for position in range(len(dataset))]
+        readable = [sample[0] for sample in samples if sample[3] is None]
+        rows = iter(self.probabilities(torch.stack(readable)).numpy()) if readable else iter(())
+        return [next(rows) if sample[3] is None else None for sample in samples]
 
     def run(self, images, batch_size, workers, unreadable, description="tagging"):
         """Yield (positions, probabilities) batch by batch over a list of image paths, with a

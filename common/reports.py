@@ -82,3 +82,33 @@ def plot_precision_recall(targets, probabilities, tags, path, per_side=3):
 def _save(figure, path):
     with atomic_write(path, "wb") as file:
         figure.savefig(file, format="png", dpi=100)
+
+
+def image_grid(paths, captions, columns=4, size=2.6):
+    """A figure of pictures, each with its caption (tags, probabilities) below it, for notebooks."""
+    from common.images import open_image
+
+    rows = max(1, math.ceil(len(paths) / columns))
+    figure = Figure(figsize=(columns * size, rows * (size + 0.5)), layout="constrained")
+    for axes in figure.subplots(rows, columns, squeeze=False).flat:
+        axes.set_axis_off()
+    for axes, path, caption in zip(figure.axes, paths, captions):
+        try:
+            axes.imshow(open_image(path, min_size=256))
+        except Exception as error:  # an unreadable image gets its reason instead of a picture
+            caption = f"unreadable: {error}"
+        axes.set_title(path.name, fontsize=8)
+        axes.text(0.5, -0.02, caption, transform=axes.transAxes, ha="center", va="top", fontsize=7, wrap=True)
+    return figure
+
+
+def tag_frequency_chart(frequency, limit=40):
+    """A horizontal bar chart of how many images carry each tag, most common at the top."""
+    common = sorted(frequency.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    figure = Figure(figsize=(7, 0.25 * len(common) + 1), layout="constrained")
+    axes = figure.subplots()
+    axes.barh([tag for tag, _ in common][::-1], [count for _, count in common][::-1], color="tab:blue")
+    axes.set(title=f"images per tag ({len(frequency)} tags{', top ' + str(limit) if len(frequency) > limit else ''})",
+             xlabel="images")
+    axes.grid(axis="x", alpha=0.3)
+    return figure

@@ -103,6 +103,15 @@ class SettingsParser(argparse.ArgumentParser):
         super().error("; ".join([message, *origins]))
 
 
+def notebook_settings(parser, cell_values):
+    """A notebook's settings: the values of its settings cell (named like the keys, in lower case:
+    training, model, epochs, ...), each overridden by an environment variable or .env key of the
+    same name in upper case, exactly as the scripts' own defaults are."""
+    dest_of_key = {key.lower(): dest for dest, key in ENVIRONMENT_KEYS.items()}
+    parser.set_defaults(**{dest_of_key.get(name, name): value for name, value in cell_values.items()})
+    return parser.parse_settings([])
+
+
 def read_env_file(path, required=False):
     """Return the KEY=value pairs of a .env file, or {} if it does not exist and is not required."""
     path = Path(path)

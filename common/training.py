@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm import tqdm
+from tqdm.auto import tqdm  # widgets in notebooks, text bars in terminals
 
 from common.errors import UserError
 from common.model import classifier_head_name, set_submodule

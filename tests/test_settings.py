@@ -5,7 +5,7 @@ import pytest
 import infer
 import train
 from common.errors import UserError
-from common.settings import environment_setting, require
+from common.settings import environment_setting, notebook_settings, require
 
 
 @pytest.fixture
@@ -78,3 +78,14 @@ def test_environment_setting_for_scripts_without_a_flag(clean_environment, monke
     assert environment_setting("TRAINING") == "a"
     monkeypatch.setenv("TRAINING", "b")
     assert environment_setting("TRAINING") == "b"
+
+
+def test_a_notebook_settings_cell_is_overridden_by_environment_and_env_file(clean_environment, monkeypatch):
+    cell = dict(training="cell_data/", model="cell.pth", epochs=3, batch_size=8, arch="resnet18")
+    args = notebook_settings(train.get_args_parser(), cell)
+    assert (args.data, args.model, args.epochs, args.batch_size, args.arch) == ("cell_data/", "cell.pth", 3, 8,
+                                                                              "resnet18")
+    (clean_environment / ".env").write_text("EPOCHS=5\nARCH=resnet34\n")
+    monkeypatch.setenv("EPOCHS", "7")
+    args = notebook_settings(train.get_args_parser(), cell)
+    assert (args.epochs, args.arch, args.batch_size) == (7, "resnet34", 8)  # environment > .env > cell
