@@ -18,7 +18,7 @@ import os
 import time
 from pathlib import Path
 
-import common  # noqa: F401  (first: it configures OpenMP before torch loads it)
+import common  # noqa: F401  (first: quiet Ctrl-C and OpenMP settings before torch loads)
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -255,6 +255,8 @@ def tag_folder(args):
                         f"{'' if args.recursive else '; add --recursive to look in subfolders'})")
     pending = images_to_run(scan, args)
     skipped = len(scan.images) - len(pending)
+    if pending and not args.evaluate:
+        ensure_writable_folder(scan.folder, "tag files")
     run_device = pick_device(args.device)
     run_precision = resolve_precision(args.precision, run_device, inference=True)
     args.batch_size = args.batch_size or (64 if run_device.type == "cuda" else 16)

@@ -16,6 +16,7 @@ import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import common  # noqa: F401  (first: quiet Ctrl-C and OpenMP settings before torch loads)
 from tqdm import tqdm
 
 from common.dataset import (

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import common  # noqa: F401  (first: quiet Ctrl-C and OpenMP settings before torch loads)
 import torch
 from torch.utils.data import DataLoader
 
@@ -158,7 +159,7 @@ def augments(args):
 def make_loaders(args, paths, targets, split, device, augment, for_training=True):
     """Training and validation loaders; for_training=False reads the training images once, in order
     (to compute features from them)."""
-    common = dict(batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_readable,
+    loader_options = dict(batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_readable,
                   pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
     transform = train_transform if augment else eval_transform
 
@@ -167,11 +168,11 @@ def make_loaders(args, paths, targets, split, device, augment, for_training=True
                                decode_size=args.image_size)  # JPEGs decode at reduced size when far larger
 
     train_set = images(split[0], transform)
-    # Dropping a last, partial batch avoids a batch of one, which BatchNorm cannot train on.
+    # Every image is visited every epoch, so each unreadable one is named in the first; a batch
+    # left with a single image is skipped by train_one_epoch (BatchNorm cannot train on one).
     train_loader = DataLoader(train_set, shuffle=for_training,
-                              drop_last=for_training and len(train_set) > args.batch_size,
-                              generator=torch.Generator().manual_seed(args.seed), **common)
-    validation_loader = DataLoader(images(split[1], eval_transform), **common) if split[1] else None
+                              generator=torch.Generator().manual_seed(args.seed), **loader_options)
+    validation_loader = DataLoader(images(split[1], eval_transform), **loader_options) if split[1] else None
     return train_loader, validation_loader
 
 

@@ -19,9 +19,16 @@ Each concept lives in exactly one module:
 """
 
 import os
+import sys
+
+from common.errors import quiet_keyboard_interrupt
 
 # Image-decoding workers and the model's OpenMP threads share the CPU cores. OpenMP threads
 # that spin while they wait for work steal time from the decoders (infer.py ran 20 % slower on
 # two cores), so they sleep instead, unless the user has chosen a policy. OpenMP reads this
 # when torch loads it, so scripts import `common` before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# A Ctrl-C while torch is still loading ends with one line, not a traceback. (Jupyter shows cell
+# errors itself, so notebooks are unaffected.) Scripts import `common` first for this reason too.
+sys.excepthook = quiet_keyboard_interrupt

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from common.errors import UserError
-from common.files import atomic_write, load_torch_file, write_text_atomically
+from common.files import atomic_write, interrupts_deferred, load_torch_file, write_text_atomically
 from common.images import IMAGENET_MEAN, IMAGENET_STD
 from common.model import available_architectures, build_model
 
@@ -59,9 +59,10 @@ def _plain(value):
 
 
 def save_checkpoint(checkpoint, path):
+    """Write a checkpoint atomically; a Ctrl-C during the write takes effect once it is done."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as file:
+    with interrupts_deferred(), atomic_write(path, "wb") as file:
         torch.save(checkpoint, file)
 
 

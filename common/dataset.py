@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
 from tqdm.auto import tqdm  # widgets in notebooks, text bars in terminals
 
@@ -225,6 +225,9 @@ def describe_read_error(error):
     """A short reason for an unreadable image, without the path (the caller names the file)."""
     if isinstance(error, UnidentifiedImageError):
         return "not an image format Pillow can read (empty, corrupt or mislabelled file)"
+    if isinstance(error, Image.DecompressionBombError):
+        return (f"{error} Shrink the image, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file "
+                "(a decompression bomb is a tiny file that expands to exhaust memory)")
     text = str(error)
     if "truncated" in text:
         return "the file is truncated (an incomplete download?)"

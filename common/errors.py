@@ -25,5 +25,19 @@ def exit_on_user_error(main):
                 raise
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            print("\ninterrupted (Ctrl-C); every file written so far is complete", file=sys.stderr)
+            sys.exit(130)
 
     return wrapper
+
+
+def quiet_keyboard_interrupt(exception_type, exception, traceback, previous_hook=sys.excepthook):
+    """sys.excepthook for scripts: Ctrl-C while the libraries are still loading (before main()
+    runs, so before anything is written) ends with one line instead of a traceback."""
+    if issubclass(exception_type, KeyboardInterrupt) and os.environ.get("MULTITAG_DEBUG") != "1":
+        print("\ninterrupted (Ctrl-C) while starting; nothing was written", file=sys.stderr)
+        return
+    previous_hook(exception_type, exception, traceback)

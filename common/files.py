@@ -2,8 +2,10 @@
 
 import contextlib
 import os
+import signal
 import stat
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -44,6 +46,23 @@ def atomic_write(path, mode="w", encoding="utf-8", newline=None):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold back a Ctrl-C until the block is done, then raise it: for saving a model, which should
+    finish once begun rather than be cut short and need saving again in a hurry."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 def write_text_atomically(path, text):

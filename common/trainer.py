@@ -88,7 +88,11 @@ def run_epoch(run, epoch):
         run.trainable, run.train_loader, run.loss_function, run.optimizer, run.scheduler, run.scaler, run.device,
         run.precision, run.unreadable, f"epoch {epoch}/{run.args.epochs}")
     if images_seen == 0:
-        raise no_readable_images(run.args.data)
+        training_images = set(run.train_loader.dataset.paths)
+        if training_images <= set(run.unreadable.reasons):
+            raise no_readable_images(run.args.data)
+        raise UserError(f"too few readable training images in {run.args.data} to fill one batch of "
+                        f"{run.args.batch_size}: lower --batch-size, or add images")
     row = {"epoch": epoch, "train_loss": train_loss, "lr": run.scheduler.get_last_lr()[0]}
     if run.validation_loader is not None:
         val_loss, targets, probabilities = predict(run.trainable, run.validation_loader, run.device, run.precision,
@@ -120,13 +124,18 @@ def fit(run):
                 break
     except KeyboardInterrupt:
         run.save_state()
-        best = f"the best model (epoch {run.best['epoch']}) is in {run.paths['model']}" if run.best else "no epoch " \
-            "finished, so no model was saved"
+        model = run.paths["model"]
+        if run.best:
+            best = f"the best model (epoch {run.best['epoch']}) is in {model}"
+        else:
+            best = f"no epoch finished, so {model} was not written" + (" and holds the previous model"
+                                                                        if model.exists() else "")
         print(f"\ninterrupted: {best}; `python train.py --resume` with the same settings continues the run")
         raise SystemExit(130)
     if run.unreadable.reasons:
         print(f"skipped {len(run.unreadable.reasons)} unreadable image(s): "
-              f"{short_list(run.unreadable.reasons, run.args.data)}")
+              f"{short_list(run.unreadable.reasons, run.args.data)}. Re-save or remove them; "
+              "`python prepare.py check` lists every one with its reason.")
 
 
 def finish(run):

@@ -142,8 +142,8 @@ def train_one_epoch(model, loader, loss_function, optimizer, scheduler, scaler, 
     total_loss, total_images = 0.0, 0
     for batch in tqdm(loader, desc=description, leave=False, unit="batch"):
         unreadable.add(loader.dataset, batch.unreadable)
-        if batch.images is None:
-            continue
+        if batch.images is None or len(batch.images) < 2:
+            continue  # BatchNorm cannot train on one image, which is all unreadable files may leave
         targets = batch.targets.to(device, non_blocking=True)
         with autocast(device, precision):
             logits = model(to_device(batch.images, device))

@@ -55,9 +55,10 @@ def test_rare_tags_are_dropped_and_named(shapes_dataset, tmp_path):
 
 def test_patience_stops_a_run_that_no_longer_improves(shapes_dataset, tmp_path):
     root, _ = shapes_dataset
-    # with a learning rate of zero nothing changes, so epoch 1 stays the best
+    # a frozen backbone (so no BatchNorm statistics move) and a learning rate of zero: nothing changes,
+    # so epoch 1 stays the best
     result = run_script("train.py", "--data", root / "train", "--model", tmp_path / "m.pth", *FAST_TRAINING,
-                        "--epochs", "5", "--lr", "0", "--patience", "2", cwd=tmp_path)
+                        "--epochs", "5", "--lr", "0", "--freeze-backbone", "--patience", "2", cwd=tmp_path)
     assert "epoch 3/5" in result.stdout and "epoch 4/5" not in result.stdout
     assert "stopping early" in result.stdout
 
