@@ -168,8 +168,8 @@ def make_loaders(args, paths, targets, split, device, augment, for_training=True
                                decode_size=args.image_size)  # JPEGs decode at reduced size when far larger
 
     train_set = images(split[0], transform)
-    # Every image is visited every epoch, so each unreadable one is named in the first; a batch
-    # left with a single image is skipped by train_one_epoch (BatchNorm cannot train on one).
+    # No drop_last: every image is decoded every epoch, so each unreadable one is named in the
+    # first. train_one_epoch leaves out the last, partial batch itself (see full_batches).
     train_loader = DataLoader(train_set, shuffle=for_training,
                               generator=torch.Generator().manual_seed(args.seed), **loader_options)
     validation_loader = DataLoader(images(split[1], eval_transform), **loader_options) if split[1] else None

@@ -15,7 +15,7 @@ from common.metrics import calibrate_thresholds, evaluate, tag_report
 from common.model import fold_thresholds_into_head
 from common.precision import make_grad_scaler
 from common.reports import REPORT_COLUMNS, format_tag_report, plot_precision_recall, plot_training_curves, write_rows
-from common.training import make_loss, make_optimizer, make_scheduler, predict, train_one_epoch
+from common.training import full_batches, make_loss, make_optimizer, make_scheduler, predict, train_one_epoch
 
 
 @dataclass
@@ -40,7 +40,7 @@ class TrainingRun:
     def __post_init__(self):
         self.loss_function = make_loss(self.args.loss)
         self.optimizer = make_optimizer(self.trainable, self.args.lr, self.args.weight_decay)
-        total_steps = max(self.args.epochs * len(self.train_loader), 1)
+        total_steps = self.args.epochs * full_batches(self.train_loader)
         self.scheduler = make_scheduler(self.optimizer, total_steps, self.args.warmup)
         self.scaler = make_grad_scaler(self.device, self.precision)
 

@@ -135,15 +135,22 @@ def to_device(images, device):
     return images
 
 
+def full_batches(loader):
+    """Training steps per epoch: a last, partial batch is left out (it trains worse, measured on
+    bench/quality.py, and can hold a single image, which BatchNorm cannot train on), unless there
+    is nothing else."""
+    return max(len(loader.dataset) // loader.batch_size, 1)
+
+
 def train_one_epoch(model, loader, loss_function, optimizer, scheduler, scaler, device, precision, unreadable,
                     description):
     """One pass over the loader; returns (mean training loss, number of images used)."""
     model.train()
     total_loss, total_images = 0.0, 0
-    for batch in tqdm(loader, desc=description, leave=False, unit="batch"):
+    for step, batch in enumerate(tqdm(loader, desc=description, leave=False, unit="batch")):
         unreadable.add(loader.dataset, batch.unreadable)
-        if batch.images is None or len(batch.images) < 2:
-            continue  # BatchNorm cannot train on one image, which is all unreadable files may leave
+        if step >= full_batches(loader) or batch.images is None or len(batch.images) < 2:
+            continue  # a last, partial batch, or one that unreadable files left too small for BatchNorm
         targets = batch.targets.to(device, non_blocking=True)
         with autocast(device, precision):
             logits = model(to_device(batch.images, device))
