@@ -162,7 +162,7 @@ def open_tables(stack, args, tags):
     return csv_writer, jsonl_file
 
 
-def tag_images(tagger, scan, pending, args, thresholds, choose, unreadable):
+def tag_images(tagger, scan, pending, args, choose, unreadable):
     """Run the model over the pending images and write each one's outputs as soon as it is done."""
     tags = tagger.tags
     outcomes = {"written": 0, "merged": 0, "kept": 0}
@@ -275,7 +275,7 @@ def tag_folder(args):
         outcomes = {"evaluated": done}
     else:
         choose = make_tag_chooser(tags, thresholds, allowed, blocked, args.top_k)
-        outcomes = tag_images(tagger, scan, pending, args, thresholds, choose, unreadable)
+        outcomes = tag_images(tagger, scan, pending, args, choose, unreadable)
     seconds = time.perf_counter() - started
     report(outcomes, skipped, unreadable.reasons, scan.folder, seconds, args)
     return {**outcomes, "skipped": skipped, "unreadable": len(unreadable.reasons)}
