@@ -13,6 +13,7 @@ an environment variable, else .env, else the block below.
 
 import contextlib
 import csv
+import io
 import json
 import os
 import time
@@ -34,6 +35,8 @@ from common.dataset import (
     tag_file_names,
 )
 from common.device import DEVICE_CHOICES, describe_device, pick_device
+from common.distributed import (contiguous_shard, gather_objects, join_parts, part_path, start_processes,
+                                stop_processes, sum_across_processes)
 from common.errors import UserError, exit_on_user_error
 from common.files import atomic_write, ensure_writable_folder, write_text_atomically
 from common.inference import Tagger, evaluate_tagger, make_tag_chooser
@@ -151,28 +154,48 @@ def images_to_run(scan, args):
     return [image for image in scan.images if image not in scan.tag_file_of]
 
 
-def open_tables(stack, args, tags):
-    """The optional CSV and JSONL writers; each file is streamed and only put in place once complete."""
+def csv_header(tags):
+    line = io.StringIO(newline="")
+    csv.writer(line).writerow(["file", *tags])
+    return line.getvalue()
+
+
+def open_tables(stack, args, tags, processes):
+    """The optional CSV and JSONL writers; each file is streamed and only put in place once complete.
+    Under torchrun each process writes its own part, and the main process joins them afterwards."""
     csv_writer = jsonl_file = None
     if args.csv:
-        csv_writer = csv.writer(stack.enter_context(atomic_write(args.csv, "w", newline="")))
-        csv_writer.writerow(["file", *tags])
+        path = part_path(args.csv, processes) if processes.is_distributed else args.csv
+        csv_file = stack.enter_context(atomic_write(path, "w", newline=""))
+        csv_writer = csv.writer(csv_file)
+        if not processes.is_distributed:
+            csv_file.write(csv_header(tags))
     if args.jsonl:
-        jsonl_file = stack.enter_context(atomic_write(args.jsonl, "w"))
+        jsonl_file = stack.enter_context(atomic_write(part_path(args.jsonl, processes) if processes.is_distributed
+                                                      else args.jsonl, "w"))
     return csv_writer, jsonl_file
 
 
-def tag_images(tagger, scan, pending, args, choose, unreadable):
+def join_tables(args, tags, processes):
+    """Under torchrun: the main process puts the processes' parts together, in the folder's order."""
+    if processes.is_distributed:
+        if args.csv:
+            join_parts(args.csv, processes, header=csv_header(tags))
+        if args.jsonl:
+            join_parts(args.jsonl, processes)
+
+
+def tag_images(tagger, scan, pending, args, choose, unreadable, processes):
     """Run the model over the pending images and write each one's outputs as soon as it is done."""
     tags = tagger.tags
     outcomes = {"written": 0, "merged": 0, "kept": 0}
-    if not pending:
+    if not pending and not processes.is_distributed:
         return outcomes
     stems_taken = {}
     for image in scan.images:
         stems_taken[(image.parent, image.stem)] = stems_taken.get((image.parent, image.stem), 0) + 1
     with contextlib.ExitStack() as stack:
-        csv_writer, jsonl_file = open_tables(stack, args, tags)
+        csv_writer, jsonl_file = open_tables(stack, args, tags, processes)
         for positions, probabilities in tagger.run(pending, args.batch_size, args.workers, unreadable):
             for position, row in zip(positions, probabilities):
                 image = pending[position]
@@ -189,13 +212,14 @@ def tag_images(tagger, scan, pending, args, choose, unreadable):
                                                                         for i in chosen}}, ensure_ascii=False) + "\n")
                 if args.print_probs:
                     tqdm.write(f"{name}: " + (", ".join(f"{tags[i]} {row[i]:.3f}" for i in chosen) or "(no tags)"))
+    join_tables(args, tags, processes)
     return outcomes
 
 
 def evaluate_folder(tagger, scan, pending, args, thresholds, unreadable):
     """--evaluate: score the model against the sidecars already there, writing nothing."""
     truth = [read_tag_file(scan.tag_file_of[image]) for image in pending]
-    unknown = {tag for image_tags in truth for tag in image_tags} - set(tagger.tags)
+    unknown = set().union(*gather_objects({tag for image_tags in truth for tag in image_tags} - set(tagger.tags)))
     if unknown:
         print(f"note: {len(unknown)} tag(s) in the sidecars are unknown to the model and are not scored: "
               f"{', '.join(sorted(unknown)[:10])}{' ...' if len(unknown) > 10 else ''}")
@@ -205,7 +229,7 @@ def evaluate_folder(tagger, scan, pending, args, thresholds, unreadable):
               f"precision {scores['precision']:.3f} recall {scores['recall']:.3f} F1 {scores['micro_f1']:.3f} | "
               f"macro-F1 {scores['macro_f1']:.3f}\nper tag, worst first:\n"
               f"{format_tag_report(report, limit=len(report))}")
-    return scores["images"] if scores else 0
+    return scores["images"] if scores else 0  # over every process: evaluate_tagger gathers their predictions
 
 
 def convert_or_export(checkpoint, args):
@@ -229,25 +253,32 @@ def convert_or_export(checkpoint, args):
               "0.5 is each tag's decision; tags and preprocessing are in the metadata")
 
 
-def tag_folder(args):
-    """The whole inference stage. Returns counts of what happened to the images."""
-    require(args, "model", "model file")
-    checkpoint = load_model_file(args.model, args.tags, args.arch, args.image_size)
-    if args.save_as or args.export_onnx:
-        return convert_or_export(checkpoint, args)
-    require(args, "input", "folder of images to tag")
-    tags = checkpoint["tags"]
-    check_tag_list(args.tags, checkpoint)
+def check_options(args, tags):
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise UserError(f"--threshold must be a probability between 0 and 1, not {args.threshold}")
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, not {args.top_k}")
-    thresholds = np.array(checkpoint["thresholds"] if args.threshold is None else [args.threshold] * len(tags))
-    allowed = read_tag_filter(args.whitelist, tags, "whitelist", whitelist_file)
-    blocked = read_tag_filter(args.blacklist, tags, "blacklist")
     for table in (args.csv, args.jsonl):
         if table and not args.evaluate:
             ensure_writable_folder(Path(table).resolve().parent, "output file")
+
+
+def tag_folder(args):
+    """The whole inference stage. Returns counts of what happened to the images. Under torchrun
+    each process tags a consecutive share of the images (writing their sidecars itself), and the
+    main process joins the CSV and JSONL parts and reports for all of them."""
+    require(args, "model", "model file")
+    processes, run_device = start_processes(args.device, backend="gloo")  # only counts and names are exchanged
+    checkpoint = load_model_file(args.model, args.tags, args.arch, args.image_size)
+    if args.save_as or args.export_onnx:
+        return convert_or_export(checkpoint, args) if processes.is_main else None
+    require(args, "input", "folder of images to tag")
+    tags = checkpoint["tags"]
+    check_tag_list(args.tags, checkpoint)
+    check_options(args, tags)
+    thresholds = np.array(checkpoint["thresholds"] if args.threshold is None else [args.threshold] * len(tags))
+    allowed = read_tag_filter(args.whitelist, tags, "whitelist", whitelist_file)
+    blocked = read_tag_filter(args.blacklist, tags, "blacklist")
 
     scan = scan_folder(args.input, recursive=args.recursive)
     if not scan.images:
@@ -257,12 +288,12 @@ def tag_folder(args):
     skipped = len(scan.images) - len(pending)
     if pending and not args.evaluate:
         ensure_writable_folder(scan.folder, "tag files")
-    run_device = pick_device(args.device)
     run_precision = resolve_precision(args.precision, run_device, inference=True)
     args.batch_size = args.batch_size or (64 if run_device.type == "cuda" else 16)
     tagger = Tagger(checkpoint, run_device, run_precision, args.compile)
     print(f"device: {describe_device(run_device)} | precision: {run_precision} | model: {checkpoint['arch']}, "
-          f"{len(tags)} tags, {checkpoint['image_size']} px | images: {len(scan.images)} in {args.input}")
+          f"{len(tags)} tags, {checkpoint['image_size']} px | images: {len(scan.images)} in {args.input}"
+          + (f" | processes: {processes.world_size}" if processes.is_distributed else ""))
     if args.evaluate and not pending:
         raise UserError(f"--evaluate needs images with sidecars holding their true tags, and {args.input} has none")
     if skipped:
@@ -270,15 +301,16 @@ def tag_folder(args):
 
     unreadable = UnreadableImages()
     started = time.perf_counter()
+    mine = contiguous_shard(pending, processes)  # all of them in a single process
     if args.evaluate:
-        done = evaluate_folder(tagger, scan, pending, args, thresholds, unreadable)
-        outcomes = {"evaluated": done}
+        outcomes = {"evaluated": evaluate_folder(tagger, scan, mine, args, thresholds, unreadable)}
     else:
         choose = make_tag_chooser(tags, thresholds, allowed, blocked, args.top_k)
-        outcomes = tag_images(tagger, scan, pending, args, choose, unreadable)
-    seconds = time.perf_counter() - started
-    report(outcomes, skipped, unreadable.reasons, scan.folder, seconds, args)
-    return {**outcomes, "skipped": skipped, "unreadable": len(unreadable.reasons)}
+        outcomes = tag_images(tagger, scan, mine, args, choose, unreadable, processes)
+        outcomes = dict(zip(outcomes, map(int, sum_across_processes(list(outcomes.values())))))
+    reasons = {path: reason for part in gather_objects(unreadable.reasons) for path, reason in part.items()}
+    report(outcomes, skipped, reasons, scan.folder, time.perf_counter() - started, args)
+    return {**outcomes, "skipped": skipped, "unreadable": len(reasons)}
 
 
 def report(outcomes, skipped, unreadable, folder, seconds, args):
@@ -303,7 +335,10 @@ def report(outcomes, skipped, unreadable, folder, seconds, args):
 
 @exit_on_user_error
 def main(argv=None):
-    return tag_folder(get_args_parser().parse_settings(argv))
+    try:
+        return tag_folder(get_args_parser().parse_settings(argv))
+    finally:
+        stop_processes()
 
 
 if __name__ == "__main__":

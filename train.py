@@ -17,14 +17,16 @@ from pathlib import Path
 
 import common  # noqa: F401  (first: quiet Ctrl-C and OpenMP settings before torch loads)
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from common.checkpoint import load_training_state
 from common.dataset import (ImageTagDataset, UnreadableImages, build_vocabulary, collate_readable,
                             default_tag_file, describe_pairing_problems, multi_hot, no_readable_images, read_tag_file,
                             read_tags_of, scan_folder, split_train_validation)
 from common.demo import write_demo_dataset
-from common.device import DEVICE_CHOICES, describe_device, pick_device
+from common.device import DEVICE_CHOICES, describe_device
+from common.distributed import (LR_SCALING_CHOICES, all_agree, contiguous_shard, from_main, gather_rows,
+                                start_processes, stop_processes)
 from common.errors import UserError, exit_on_user_error
 from common.files import ensure_writable_folder, write_text_atomically
 from common.images import eval_transform, train_transform
@@ -53,6 +55,8 @@ precision = "auto"  # auto (bf16/fp16 on CUDA, fp32 elsewhere) | fp32 | bf16 | f
 seed = 0  # makes the validation split and the initial weights repeatable
 device = "auto"  # auto (cuda, then mps, then cpu) | cuda | mps | cpu
 workers = min(4, os.cpu_count() or 1)  # background processes decoding images; 0 decodes in the main one
+lr_scaling = "sqrt"  # under torchrun: sqrt (x sqrt(processes), right for AdamW) | linear (x processes) | none
+sync_batchnorm = False  # under torchrun on GPUs: BatchNorm statistics over the global batch (slower; for tiny batches)
 overwrite_countdown = 5  # seconds to wait, in a terminal, before replacing an existing model
 
 # `--demo` runs with these instead of .env, so that it works in a fresh clone.
@@ -93,6 +97,10 @@ def get_args_parser():
     add("--device", default=device, help=f"{' | '.join(DEVICE_CHOICES)} (.env: DEVICE)")
     add("--workers", type=int, default=workers, help="image-decoding processes (.env: WORKERS)")
     add("--recursive", action="store_true", help="also read images in subfolders of --data")
+    add("--lr-scaling", default=lr_scaling, choices=LR_SCALING_CHOICES,
+        help="under torchrun, how --lr grows with the number of processes (.env: LR_SCALING)")
+    add("--sync-batchnorm", action="store_true", default=sync_batchnorm,
+        help="under torchrun on GPUs, compute BatchNorm statistics across all processes")
     add("--yes", action="store_true", help="replace an existing model without the countdown")
     add("--demo", action="store_true", help=f"train on a generated dataset in {DEMO_FOLDER}/, then tag "
                                             f"{DEMO_FOLDER}/infer")
@@ -129,8 +137,9 @@ def load_training_data(args):
     return list(tags_of), multi_hot(list(tags_of.values()), vocabulary), vocabulary
 
 
-def split_data(args, paths, targets, resume_state, split_path):
-    """Stratified split, or the interrupted run's own when resuming; saved beside the model."""
+def split_data(args, paths, targets, resume_state, split_path, processes):
+    """Stratified split, or the interrupted run's own when resuming; saved beside the model.
+    (Under torchrun each process computes the same seeded split.)"""
     root = Path(args.data)
     if resume_state:
         position_of = {path.relative_to(root).as_posix(): position for position, path in enumerate(paths)}
@@ -143,7 +152,8 @@ def split_data(args, paths, targets, resume_state, split_path):
         split = split_train_validation(targets, args.val_fraction, args.seed)
     names = {part: [paths[p].relative_to(root).as_posix() for p in positions]
              for part, positions in zip(("train", "validation"), split)}
-    write_text_atomically(split_path, json.dumps({"data": str(root), "seed": args.seed, **names}, indent=1))
+    if processes.is_main:
+        write_text_atomically(split_path, json.dumps({"data": str(root), "seed": args.seed, **names}, indent=1))
     print(f"split: {len(split[0])} for training, {len(split[1])} for validation (saved in {split_path})")
     return split, names
 
@@ -156,44 +166,65 @@ def augments(args):
     return args.augment == "on" or str(args.weights).lower() != "none"
 
 
-def make_loaders(args, paths, targets, split, device, augment, for_training=True):
+def make_loaders(args, paths, targets, split, device, augment, processes, for_training=True):
     """Training and validation loaders; for_training=False reads the training images once, in order
-    (to compute features from them)."""
+    (to compute features from them). Under torchrun each process loads its own share: a fresh
+    random share of the training images each epoch (DistributedSampler), and a fixed consecutive
+    share of the validation images, whose predictions are then gathered."""
     loader_options = dict(batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_readable,
-                  pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
+                          pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
     transform = train_transform if augment else eval_transform
 
     def images(positions, chosen_transform):
         return ImageTagDataset([paths[p] for p in positions], chosen_transform(args.image_size), targets[positions],
                                decode_size=args.image_size)  # JPEGs decode at reduced size when far larger
 
-    train_set = images(split[0], transform)
     # No drop_last: every image is decoded every epoch, so each unreadable one is named in the
     # first. train_one_epoch leaves out the last, partial batch itself (see full_batches).
-    train_loader = DataLoader(train_set, shuffle=for_training,
-                              generator=torch.Generator().manual_seed(args.seed), **loader_options)
-    validation_loader = DataLoader(images(split[1], eval_transform), **loader_options) if split[1] else None
+    if not for_training:
+        train_loader = DataLoader(images(contiguous_shard(split[0], processes), transform), **loader_options)
+    elif processes.is_distributed:
+        train_set = images(split[0], transform)
+        sampler = DistributedSampler(train_set, processes.world_size, processes.rank, shuffle=True, seed=args.seed)
+        train_loader = DataLoader(train_set, sampler=sampler, **loader_options)
+    else:
+        train_loader = DataLoader(images(split[0], transform), shuffle=True,
+                                  generator=torch.Generator().manual_seed(args.seed), **loader_options)
+    validation = contiguous_shard(split[1], processes)
+    validation_loader = DataLoader(images(validation, eval_transform), **loader_options) if split[1] else None
     return train_loader, validation_loader
 
 
-def cache_features(model, loaders, args, device, precision, unreadable):
-    """--freeze-backbone: run the backbone once over each loader; later epochs train the head alone."""
+def cache_features(model, loaders, args, device, precision, unreadable, processes):
+    """--freeze-backbone: run the backbone once over each loader; later epochs train the head alone.
+    Under torchrun each process computes its share and every process gets all the features."""
     started = time.time()
     cached = []
     for loader in loaders:
+        training = loader is loaders[0]
         features, targets = extract_features(model, loader, device, precision, unreadable) if loader else (None,) * 2
-        cached.append(None if features is None else DataLoader(
-            CachedFeatures(features, targets), batch_size=args.batch_size, shuffle=loader is loaders[0],
-            collate_fn=collate_readable, generator=torch.Generator().manual_seed(args.seed)))
+        if training:  # every process trains on all of them, each on its own share per epoch
+            features, targets = (None, None) if features is None else (features.numpy(), targets.numpy())
+            features, targets = gather_rows(features), gather_rows(targets)
+            features, targets = (None, None) if features is None else map(torch.from_numpy, (features, targets))
+        if not all_agree(features is not None):  # validation: each process keeps its share
+            cached.append(None)
+            continue
+        features = CachedFeatures(features, targets)
+        sampler = (DistributedSampler(features, processes.world_size, processes.rank, shuffle=True, seed=args.seed)
+                   if training and processes.is_distributed else None)
+        cached.append(DataLoader(features, batch_size=args.batch_size, shuffle=training and sampler is None,
+                                 sampler=sampler, collate_fn=collate_readable,
+                                 generator=torch.Generator().manual_seed(args.seed)))
     if cached[0] is None:
         raise no_readable_images(args.data)
     print(f"features: computed once for {len(cached[0].dataset)} training images in {time.time() - started:.0f} s")
     return cached
 
 
-def confirm_overwrite(model_path, yes):
+def confirm_overwrite(model_path, yes, processes):
     """Never replace a model silently: count down in a terminal, keep a backup elsewhere."""
-    if yes or not model_path.exists():
+    if yes or not model_path.exists() or not processes.is_main:
         return
     if sys.stdin.isatty() and sys.stdout.isatty():
         try:
@@ -220,36 +251,45 @@ def train_tagger(args):
 
 def prepare_run(args):
     """Everything before the first epoch: checks, data, split, loaders, model. The notebook calls
-    this, then fit() and finish(), to keep the trained model in memory."""
+    this, then fit() and finish(), to keep the trained model in memory. Under torchrun every
+    process runs it; the main one (rank 0) alone prints and writes."""
     require(args, "data", "training folder")
+    processes, run_device = start_processes(args.device)
+    args.processes = processes.world_size  # recorded in the checkpoint's settings
     paths = output_paths(args)
-    for kind in ("model", "tags"):
-        ensure_writable_folder(paths[kind].parent, "model" if kind == "model" else "tag list")
-    resume_state = load_training_state(paths["last.pth"]) if args.resume else None
+    if processes.is_main:
+        for kind in ("model", "tags"):
+            ensure_writable_folder(paths[kind].parent, "model" if kind == "model" else "tag list")
+    resume_state = None
+    if args.resume:  # read by the main process (the only one that wrote it), sent to the others
+        resume_state = from_main(load_training_state(paths["last.pth"]) if processes.is_main else None)
     torch.manual_seed(args.seed)
-    run_device = pick_device(args.device)
     run_precision = resolve_precision(args.precision, run_device)
     print(f"device: {describe_device(run_device)} | precision: {run_precision}")
     paths_of_images, targets, vocabulary = load_training_data(args)
-    split, split_names = split_data(args, paths_of_images, targets, resume_state, paths["split.json"])
-    loaders = make_loaders(args, paths_of_images, targets, split, run_device, augments(args),
+    split, split_names = split_data(args, paths_of_images, targets, resume_state, paths["split.json"], processes)
+    loaders = make_loaders(args, paths_of_images, targets, split, run_device, augments(args), processes,
                            for_training=not args.freeze_backbone)
     model = build_model(args.arch, len(vocabulary), args.weights).to(run_device)
+    if args.sync_batchnorm and processes.is_distributed:
+        if run_device.type != "cuda":
+            raise UserError("--sync-batchnorm needs CUDA GPUs; on the CPU leave it out")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if run_device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     print(f"model: {args.arch} ({count_parameters(model) / 1e6:.1f} M parameters), weights: {args.weights}"
           f"{', backbone frozen' if args.freeze_backbone else ''}")
-    trainable = model
+    trainable, unreadable = model, UnreadableImages()
     if args.freeze_backbone:
         if str(args.weights).lower() == "none":
             print("warning: --freeze-backbone with --weights none trains the last layer on random features; "
                   "it is meant for pretrained weights")
-        unreadable = UnreadableImages()
-        loaders = cache_features(model, loaders, args, run_device, run_precision, unreadable)
+        loaders = cache_features(model, loaders, args, run_device, run_precision, unreadable, processes)
         trainable = model.get_submodule(classifier_head_name(model))
     if not resume_state:
-        confirm_overwrite(paths["model"], args.yes)
-    run = TrainingRun(args, paths, vocabulary, split_names, model, trainable, *loaders, run_device, run_precision)
+        confirm_overwrite(paths["model"], args.yes, processes)
+    run = TrainingRun(args, paths, vocabulary, split_names, model, trainable, *loaders, run_device, run_precision,
+                      unreadable=unreadable, processes=processes)
     if resume_state:
         run.restore(resume_state)
     return run
@@ -281,7 +321,10 @@ def main(argv=None):
     if demo:
         parser.set_defaults(**DEMO_SETTINGS)
     args = parser.parse_settings(argv, use_environment=not demo)
-    return run_demo(args) if args.demo else train_tagger(args)
+    try:
+        return run_demo(args) if args.demo else train_tagger(args)
+    finally:
+        stop_processes()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Each concept lives in exactly one module:
     precision   fp32 / bf16 / fp16 per device, and autocast
     inference   the Tagger that runs a checkpoint fast over a folder; export: ONNX
     device      picking CUDA, then MPS, then the CPU
+    distributed running as several processes under torchrun (DistributedDataParallel)
     metrics     mAP, F1 and confusion counts for multi-label predictions
     reports     CSV tables and plots
     files       atomic writes, so that an interrupted run never leaves half a file
@@ -18,6 +19,7 @@ Each concept lives in exactly one module:
     errors      the one exception type whose message is shown without a traceback
 """
 
+import builtins
 import os
 import sys
 
@@ -32,3 +34,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # A Ctrl-C while torch is still loading ends with one line, not a traceback. (Jupyter shows cell
 # errors itself, so notebooks are unaffected.) Scripts import `common` first for this reason too.
 sys.excepthook = quiet_keyboard_interrupt
+
+# Under torchrun every process runs the whole script. Only the first (RANK 0) prints and shows
+# progress bars, so the terminal reads as for one process; the others still report errors and
+# their own unreadable images (on stderr or through tqdm.write). tqdm reads TQDM_DISABLE when
+# it is imported, hence here.
+if int(os.environ.get("RANK", "0")) > 0:
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    _print = builtins.print
+
+    def _print_errors_only(*values, file=None, **options):
+        if file is sys.stderr:
+            _print(*values, file=file, **options)
+
+    builtins.print = _print_errors_only

@@ -23,12 +23,14 @@ def exit_on_user_error(main):
         except UserError as error:
             if debug:
                 raise
-            print(f"error: {error}", file=sys.stderr)
+            rank = os.environ.get("RANK", "0")  # set by torchrun; every process reports its own errors
+            print(f"{'' if rank == '0' else f'[process {rank}] '}error: {error}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             if debug:
                 raise
-            print("\ninterrupted (Ctrl-C); every file written so far is complete", file=sys.stderr)
+            if os.environ.get("RANK", "0") == "0":
+                print("\ninterrupted (Ctrl-C); every file written so far is complete", file=sys.stderr)
             sys.exit(130)
 
     return wrapper

@@ -52,7 +52,8 @@ def atomic_write(path, mode="w", encoding="utf-8", newline=None):
 def interrupts_deferred():
     """Hold back a Ctrl-C until the block is done, then raise it: for saving a model, which should
     finish once begun rather than be cut short and need saving again in a hurry."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+    if (threading.current_thread() is not threading.main_thread()  # only the main thread gets signals
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):  # already ignored (see below)
         yield
         return
     received = []
@@ -63,6 +64,21 @@ def interrupts_deferred():
         signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
     if received:
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def further_interrupts_ignored():
+    """Ignore Ctrl-C (and torchrun's forwarded SIGINT or SIGTERM) for the block: for the last save
+    before exiting after an interrupt, which a second signal must not cut short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 def write_text_atomically(path, text):

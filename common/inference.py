@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from common.checkpoint import model_from_checkpoint
 from common.dataset import ImageTagDataset, collate_readable, multi_hot
+from common.distributed import gather_rows
 from common.images import eval_transform
 from common.metrics import evaluate, tag_report
 from common.model import classifier_head_name, set_submodule
@@ -101,15 +102,17 @@ def make_tag_chooser(tags, thresholds, allowed, blocked, top_k):
 
 def evaluate_tagger(tagger, images, truth, thresholds, batch_size, workers, unreadable):
     """Score a tagger on images whose true tags are known: (overall scores, per-tag report rows),
-    or (None, None) when no image could be read. Tags unknown to the model are not scored."""
+    or (None, None) when no image could be read. Tags unknown to the model are not scored. Under
+    torchrun each process passes its share of the images and all get the scores over every share."""
     all_targets = multi_hot(truth, tagger.tags).numpy()
     targets, probabilities = [], []
     for positions, rows in tagger.run(images, batch_size, workers, unreadable, "evaluating"):
         targets.append(all_targets[positions])
         probabilities.append(rows)
-    if not targets:
+    targets = gather_rows(np.concatenate(targets) if targets else None)
+    probabilities = gather_rows(np.concatenate(probabilities) if probabilities else None)
+    if targets is None:
         return None, None
-    targets, probabilities = np.concatenate(targets), np.concatenate(probabilities)
     scores = evaluate(targets, probabilities, thresholds)
     scores["images"] = len(targets)
     scores["precision"] = scores["tp"] / max(scores["tp"] + scores["fp"], 1)

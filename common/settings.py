@@ -39,6 +39,7 @@ ENVIRONMENT_KEYS = {
     "precision": "PRECISION",
     "patience": "PATIENCE",
     "augment": "AUGMENT",
+    "lr_scaling": "LR_SCALING",
 }
 
 DEFAULT_ENV_FILE = ".env"

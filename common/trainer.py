@@ -5,11 +5,14 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
 from common.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, save_training_state, write_tag_list
 from common.dataset import UnreadableImages, no_readable_images, short_list
+from common.distributed import Processes, copy_weights_from_main, gather_objects, learning_rate_for
 from common.errors import UserError
+from common.files import further_interrupts_ignored
 from common.images import IMAGENET_MEAN, IMAGENET_STD
 from common.metrics import calibrate_thresholds, evaluate, tag_report
 from common.model import fold_thresholds_into_head
@@ -36,10 +39,21 @@ class TrainingRun:
     history: list = field(default_factory=list)
     best: dict | None = None
     epochs_done: int = 0
+    processes: Processes = field(default_factory=Processes)
 
     def __post_init__(self):
         self.loss_function = make_loss(self.args.loss)
-        self.optimizer = make_optimizer(self.trainable, self.args.lr, self.args.weight_decay)
+        learning_rate = learning_rate_for(self.args.lr, self.processes.world_size, self.args.lr_scaling)
+        self.optimizer = make_optimizer(self.trainable, learning_rate, self.args.weight_decay)
+        # Under torchrun, DistributedDataParallel averages the gradients of all processes in every
+        # backward pass, so each process takes the same step; evaluation uses the plain module.
+        self.train_module = self.trainable
+        if self.processes.is_distributed:
+            self.train_module = DistributedDataParallel(
+                self.trainable, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            print(f"processes: {self.processes.world_size} | global batch: {self.args.batch_size} x "
+                  f"{self.processes.world_size} = {self.args.batch_size * self.processes.world_size} | learning "
+                  f"rate: {self.args.lr:g} scaled ({self.args.lr_scaling}) to {learning_rate:g}")
         total_steps = self.args.epochs * full_batches(self.train_loader)
         self.scheduler = make_scheduler(self.optimizer, total_steps, self.args.warmup)
         self.scaler = make_grad_scaler(self.device, self.precision)
@@ -50,7 +64,9 @@ class TrainingRun:
                                settings=settings_of(self.args), metrics=metrics, epoch=metrics["epoch"], **extra)
 
     def save_state(self):
-        """What --resume needs; written after every epoch and on Ctrl-C."""
+        """What --resume needs; written (by the main process) after every epoch and on Ctrl-C."""
+        if not self.processes.is_main:
+            return
         save_training_state({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                              "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                              "epochs_done": self.epochs_done, "best": self.best, "history": self.history,
@@ -61,6 +77,10 @@ class TrainingRun:
         if state["vocabulary"] != self.vocabulary:
             raise UserError(f"the tags in {self.args.data} changed since the interrupted run; start a fresh run "
                             "without --resume")
+        before = state["settings"].get("processes", 1)
+        if before != self.processes.world_size:  # the schedule counts steps, and steps depend on it
+            raise UserError(f"the interrupted run used {before} process(es) and this one {self.processes.world_size}: "
+                            "resume with the same torchrun --nproc_per_node and --nnodes (or without torchrun)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -71,6 +91,15 @@ class TrainingRun:
 
 def settings_of(args):
     return {key: value for key, value in vars(args).items() if key not in ("demo", "yes", "debug", "resume")}
+
+
+def announce_unreadable(run):
+    """Name the unreadable images that every process met, once, at the end of a run."""
+    reasons = {path: reason for part in gather_objects(run.unreadable.reasons) for path, reason in part.items()}
+    if reasons:
+        print(f"skipped {len(reasons)} unreadable image(s): {short_list(reasons, run.args.data)}. Re-save or "
+              "remove them; `python prepare.py check` lists every one with its reason.")
+    return reasons
 
 
 def format_epoch_line(row, epochs):
@@ -84,26 +113,32 @@ def format_epoch_line(row, epochs):
 def run_epoch(run, epoch):
     """Train one epoch, validate, keep the model if it is the best so far; returns the epoch's row."""
     started = time.time()
+    if isinstance(run.train_loader.sampler, DistributedSampler):
+        run.train_loader.sampler.set_epoch(epoch)  # a different shuffle each epoch, the same in every process
     train_loss, images_seen = train_one_epoch(
-        run.trainable, run.train_loader, run.loss_function, run.optimizer, run.scheduler, run.scaler, run.device,
+        run.train_module, run.train_loader, run.loss_function, run.optimizer, run.scheduler, run.scaler, run.device,
         run.precision, run.unreadable, f"epoch {epoch}/{run.args.epochs}")
     if images_seen == 0:
         training_images = set(run.train_loader.dataset.paths)
-        if training_images <= set(run.unreadable.reasons):
+        if training_images <= set(announce_unreadable(run)):
             raise no_readable_images(run.args.data)
         raise UserError(f"too few readable training images in {run.args.data} to fill one batch of "
                         f"{run.args.batch_size}: lower --batch-size, or add images")
     row = {"epoch": epoch, "train_loss": train_loss, "lr": run.scheduler.get_last_lr()[0]}
     if run.validation_loader is not None:
+        # DistributedDataParallel keeps the parameters equal, but each process's last steps updated its
+        # BatchNorm statistics with its own images; validate (and save) rank 0's, as one model
+        copy_weights_from_main(run.trainable, buffers_only=True)
         val_loss, targets, probabilities = predict(run.trainable, run.validation_loader, run.device, run.precision,
                                                    run.unreadable, run.loss_function)
         if targets is not None:
             row |= {"val_loss": val_loss, **evaluate(targets, probabilities, [0.5] * len(run.vocabulary))}
     row["saved"] = run.best is None or "mAP" not in row or row["mAP"] > run.best["mAP"]
-    if row["saved"]:
+    if row["saved"]:  # every process computed the same metrics, so they agree on this
         run.best = {key: value for key, value in row.items() if key not in ("saved", "lr")}
-        save_checkpoint(run.checkpoint(run.best, [0.5] * len(run.vocabulary)), run.paths["model"])
-        write_tag_list(run.paths["tags"], run.vocabulary)
+        if run.processes.is_main:
+            save_checkpoint(run.checkpoint(run.best, [0.5] * len(run.vocabulary)), run.paths["model"])
+            write_tag_list(run.paths["tags"], run.vocabulary)
     row["seconds"] = time.time() - started
     return row
 
@@ -116,14 +151,16 @@ def fit(run):
             run.history.append(row)
             run.epochs_done = epoch
             print(format_epoch_line(row, run.args.epochs))
-            write_rows(run.paths["metrics.csv"], run.history, list(row))
+            if run.processes.is_main:
+                write_rows(run.paths["metrics.csv"], run.history, list(row))
             run.save_state()
             since_best = epoch - run.best["epoch"]
             if run.args.patience and since_best >= run.args.patience:
                 print(f"stopping early: validation mAP has not improved for {since_best} epochs")
                 break
     except KeyboardInterrupt:
-        run.save_state()
+        with further_interrupts_ignored():  # torchrun passes Ctrl-C on a second time: finish saving
+            run.save_state()
         model = run.paths["model"]
         if run.best:
             best = f"the best model (epoch {run.best['epoch']}) is in {model}"
@@ -132,17 +169,17 @@ def fit(run):
                                                                         if model.exists() else "")
         print(f"\ninterrupted: {best}; `python train.py --resume` with the same settings continues the run")
         raise SystemExit(130)
-    if run.unreadable.reasons:
-        print(f"skipped {len(run.unreadable.reasons)} unreadable image(s): "
-              f"{short_list(run.unreadable.reasons, run.args.data)}. Re-save or remove them; "
-              "`python prepare.py check` lists every one with its reason.")
+    announce_unreadable(run)
 
 
 def finish(run):
     """Calibrate per-tag thresholds on the validation set, fold them into the model, and write
-    the reports. Returns the final metrics."""
-    best_checkpoint = load_checkpoint(run.paths["model"])
-    run.model.load_state_dict(best_checkpoint["state_dict"])
+    the reports. Returns the final metrics. Under torchrun every process predicts its share of the
+    validation images and computes the same thresholds; the main process writes the files."""
+    writes = run.processes.is_main
+    if writes:  # the one that saved the best epoch
+        run.model.load_state_dict(load_checkpoint(run.paths["model"])["state_dict"])
+    copy_weights_from_main(run.model)
     metrics = dict(run.best)
     if run.validation_loader is not None and "mAP" in metrics:
         _, targets, probabilities = predict(run.trainable, run.validation_loader, run.device, run.precision,
@@ -153,17 +190,19 @@ def finish(run):
               f"{calibrated['micro_f1']:.3f}, macro-F1 {metrics['macro_f1']:.3f} -> {calibrated['macro_f1']:.3f} "
               "(measured on the images the thresholds were chosen on, so a little optimistic)")
         report = tag_report(targets, probabilities, thresholds, run.vocabulary)
-        write_rows(run.paths["report.csv"], report, REPORT_COLUMNS)
         print(f"per-tag report, worst first (all tags in {run.paths['report.csv']}):\n{format_tag_report(report)}")
-        plot_precision_recall(targets, probabilities, run.vocabulary, run.paths["pr.png"])
         fold_thresholds_into_head(run.model, thresholds)
         metrics |= {f"{name}_at_0.5": metrics[name] for name in ("micro_f1", "macro_f1")}
         metrics |= {name: calibrated[name] for name in ("micro_f1", "macro_f1", "tp", "fp", "fn", "tn")}
-        calibration = {"thresholds": thresholds.tolist(), "folded_into_head": True}
-        save_checkpoint(run.checkpoint(metrics, [0.5] * len(run.vocabulary), calibration=calibration),
-                        run.paths["model"])
-    plot_training_curves(run.history, run.paths["curves.png"])
-    run.paths["last.pth"].unlink(missing_ok=True)  # the run is complete: nothing left to resume
+        if writes:
+            write_rows(run.paths["report.csv"], report, REPORT_COLUMNS)
+            plot_precision_recall(targets, probabilities, run.vocabulary, run.paths["pr.png"])
+            calibration = {"thresholds": thresholds.tolist(), "folded_into_head": True}
+            save_checkpoint(run.checkpoint(metrics, [0.5] * len(run.vocabulary), calibration=calibration),
+                            run.paths["model"])
+    if writes:
+        plot_training_curves(run.history, run.paths["curves.png"])
+        run.paths["last.pth"].unlink(missing_ok=True)  # the run is complete: nothing left to resume
     summary = ", ".join(f"{name} {metrics[name]:.3f}" for name in ("mAP", "micro_f1", "macro_f1") if name in metrics)
     print(f"saved the model from epoch {metrics['epoch']} ({summary or 'no validation set'}) to {run.paths['model']}")
     print(f"saved the tag list ({len(run.vocabulary)} tags) to {run.paths['tags']}; curves, reports and the split "

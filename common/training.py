@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm  # widgets in notebooks, text bars in terminals
 
+from common.distributed import all_agree, gather_rows, sum_across_processes
 from common.errors import UserError
 from common.model import classifier_head_name, set_submodule
 from common.precision import autocast
@@ -138,18 +139,20 @@ def to_device(images, device):
 def full_batches(loader):
     """Training steps per epoch: a last, partial batch is left out (it trains worse, measured on
     bench/quality.py, and can hold a single image, which BatchNorm cannot train on), unless there
-    is nothing else."""
-    return max(len(loader.dataset) // loader.batch_size, 1)
+    is nothing else. Under torchrun the sampler holds this process's share of the images."""
+    return max(len(loader.sampler) // loader.batch_size, 1)
 
 
 def train_one_epoch(model, loader, loss_function, optimizer, scheduler, scaler, device, precision, unreadable,
                     description):
-    """One pass over the loader; returns (mean training loss, number of images used)."""
+    """One pass over the loader; returns (mean training loss, number of images used), over every
+    process under torchrun."""
     model.train()
     total_loss, total_images = 0.0, 0
     for step, batch in enumerate(tqdm(loader, desc=description, leave=False, unit="batch")):
         unreadable.add(loader.dataset, batch.unreadable)
-        if step >= full_batches(loader) or batch.images is None or len(batch.images) < 2:
+        usable = step < full_batches(loader) and batch.images is not None and len(batch.images) >= 2
+        if not all_agree(usable):
             continue  # a last, partial batch, or one that unreadable files left too small for BatchNorm
         targets = batch.targets.to(device, non_blocking=True)
         with autocast(device, precision):
@@ -162,12 +165,15 @@ def train_one_epoch(model, loader, loss_function, optimizer, scheduler, scaler, 
         scheduler.step()
         total_loss += loss.item() * len(targets)
         total_images += len(targets)
-    return total_loss / max(total_images, 1), total_images
+    total_loss, total_images = sum_across_processes([total_loss, total_images])
+    return total_loss / max(total_images, 1), int(total_images)
 
 
 @torch.inference_mode()
 def predict(model, loader, device, precision, unreadable, loss_function=None):
-    """(mean loss or NaN, targets, probabilities) over a labelled loader, as NumPy arrays."""
+    """(mean loss or NaN, targets, probabilities) over a labelled loader, as NumPy arrays. Under
+    torchrun each process predicts its share and every process gets all of them, so the metrics
+    are those of one process over the whole set."""
     model.eval()
     total_loss, all_targets, all_probabilities = 0.0, [], []
     for batch in loader:
@@ -181,8 +187,11 @@ def predict(model, loader, device, precision, unreadable, loss_function=None):
             total_loss += loss_function(logits, targets).item() * len(targets)
         all_targets.append(batch.targets)
         all_probabilities.append(torch.sigmoid(logits).cpu())
-    if not all_targets:
+    targets = torch.cat(all_targets).numpy() if all_targets else None
+    probabilities = torch.cat(all_probabilities).numpy() if all_targets else None
+    targets, probabilities = gather_rows(targets), gather_rows(probabilities)
+    if targets is None:
         return math.nan, None, None
-    count = sum(len(targets) for targets in all_targets)
-    loss = total_loss / count if loss_function is not None else math.nan
-    return loss, torch.cat(all_targets).numpy(), torch.cat(all_probabilities).numpy()
+    total_loss, = sum_across_processes([total_loss])
+    loss = total_loss / len(targets) if loss_function is not None else math.nan
+    return loss, targets, probabilities

@@ -1,0 +1,161 @@
+"""train.py and infer.py under torchrun: two CPU processes talking over gloo, as on GPUs over NCCL."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from torch.utils.data import DataLoader
+
+from common.checkpoint import load_checkpoint, model_from_checkpoint
+from common.dataset import (ImageTagDataset, UnreadableImages, collate_readable, default_tag_file, multi_hot,
+                            read_tag_file)
+from common.demo import write_demo_dataset
+from common.distributed import Processes, contiguous_shard, learning_rate_for
+from common.images import eval_transform
+from common.metrics import evaluate
+from common.settings import ENVIRONMENT_KEYS
+from common.training import predict
+from conftest import REPOSITORY, run_script
+
+TWO_PROCESSES = ["--standalone", "--nproc_per_node=2"]
+FLAGS = ["--arch", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "8", "--workers", "0",
+         "--device", "cpu", "--yes"]
+
+
+def torchrun(script, *args, cwd, check=True):
+    """`torchrun --standalone --nproc_per_node=2 script args`, as a user would type it."""
+    environment = {key: value for key, value in os.environ.items() if key not in ENVIRONMENT_KEYS.values()}
+    command = [sys.executable, "-m", "torch.distributed.run", *TWO_PROCESSES, str(REPOSITORY / script),
+               *map(str, args)]
+    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"torchrun {script} exited {result.returncode}\nstdout:\n{result.stdout}\n"
+                             f"stderr:\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def distributed_run(tmp_path_factory):
+    """A two-process training run on 240 shape pictures, one of them unreadable."""
+    root = tmp_path_factory.mktemp("distributed")
+    truth = write_demo_dataset(root / "shapes", train_count=240, infer_count=60, seed=3)
+    (root / "shapes" / "train" / "broken.png").write_bytes(b"")  # one bad image must not stop any process
+    (root / "shapes" / "train" / "broken.png.txt").write_text("red\n")
+    result = torchrun("train.py", "--data", root / "shapes" / "train", "--model", root / "models" / "m.pth",
+                      *FLAGS, "--epochs", "4", cwd=root)
+    return root, truth, result
+
+
+def test_training_under_torchrun_prints_once_and_writes_one_model(distributed_run):
+    root, _, result = distributed_run
+    assert result.stdout.count("epoch 4/4 |") == 1  # only the main process prints
+    assert "processes: 2 | global batch: 8 x 2 = 16" in result.stdout
+    assert "broken.png" in result.stdout + result.stderr  # named, and the run went on
+    checkpoint = load_checkpoint(root / "models" / "m.pth")
+    assert checkpoint["settings"]["processes"] == 2
+    assert "module." not in next(iter(checkpoint["state_dict"]))  # the bare model, not its DDP wrapper
+    assert sorted(path.name for path in (root / "models").iterdir()) == sorted(
+        f"m.{kind}" for kind in ("pth", "tags.txt", "metrics.csv", "report.csv", "curves.png", "pr.png",
+                                 "split.json"))  # no training state left, no per-process files
+
+
+def test_validation_metrics_are_those_of_one_process_over_the_whole_set(distributed_run):
+    """Each process scores half of the validation images; gathered, they must give exactly what one
+    process scoring all of them gives."""
+    root, _, _ = distributed_run
+    checkpoint = load_checkpoint(root / "models" / "m.pth")
+    split = json.loads((root / "models" / "m.split.json").read_text())
+    images = [root / "shapes" / "train" / name for name in split["validation"]]
+    targets = multi_hot([read_tag_file(default_tag_file(image)) for image in images], checkpoint["tags"]).numpy()
+    dataset = ImageTagDataset(images, eval_transform(checkpoint["image_size"]), torch.from_numpy(targets))
+    loader = DataLoader(dataset, batch_size=7, collate_fn=collate_readable)
+    model = model_from_checkpoint(checkpoint, torch.device("cpu"))
+    with torch.no_grad():  # undo the calibration folded into the head, back to the model that was validated
+        model.fc.bias += torch.logit(torch.tensor(checkpoint["calibration"]["thresholds"]).clamp(1e-4, 1 - 1e-4))
+    _, targets, probabilities = predict(model, loader, torch.device("cpu"), "fp32", UnreadableImages())
+    with open(root / "models" / "m.metrics.csv") as file:
+        best = max(csv.DictReader(file), key=lambda row: float(row["mAP"]))
+    counts = sum(int(best[name]) for name in ("tp", "fp", "fn", "tn"))
+    assert counts == len(images) * len(checkpoint["tags"])  # every validation image, each once
+    assert evaluate(targets, probabilities, [0.5] * len(checkpoint["tags"]))["mAP"] == pytest.approx(
+        checkpoint["metrics"]["mAP"], abs=1e-9)
+
+
+def test_sharded_inference_tags_every_image_once_and_joins_the_tables(distributed_run, tmp_path):
+    root, truth, _ = distributed_run
+    folder = root / "shapes" / "infer"
+    flags = ["--input", folder, "--model", root / "models" / "m.pth", "--device", "cpu", "--workers", "0",
+             "--precision", "fp32"]
+    result = torchrun("infer.py", *flags, "--csv", tmp_path / "all.csv", "--jsonl", tmp_path / "all.jsonl",
+                      cwd=tmp_path)
+    assert "tagged 60 image(s): 60 sidecars written" in result.stdout
+    assert all(default_tag_file(image).exists() for image in truth)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["all.csv", "all.jsonl"]  # parts joined, removed
+
+    run_script("infer.py", *flags, "--csv", tmp_path / "one.csv", cwd=tmp_path)  # one process, for comparison
+    with open(tmp_path / "all.csv") as joined, open(tmp_path / "one.csv") as single:
+        joined_rows, single_rows = list(csv.reader(joined)), list(csv.reader(single))
+    assert [row[0] for row in joined_rows] == [row[0] for row in single_rows]  # same header, same order
+    assert np.allclose(np.array(joined_rows[1:])[:, 1:].astype(float),
+                       np.array(single_rows[1:])[:, 1:].astype(float), atol=1e-4)
+    lines = (tmp_path / "all.jsonl").read_text().splitlines()
+    assert [json.loads(line)["file"] for line in lines] == [row[0] for row in single_rows[1:]]
+
+    # well above chance, where each tag's AP would be its frequency
+    tags = joined_rows[0][1:]
+    probabilities = np.array([[float(value) for value in row[1:]] for row in joined_rows[1:]])
+    true_tags = {path.name: tags_of_image for path, tags_of_image in truth.items()}
+    targets = multi_hot([true_tags[row[0]] for row in joined_rows[1:]], tags).numpy()
+    scores = evaluate(targets, probabilities, [0.5] * len(tags))
+    assert scores["mAP"] > targets.mean(axis=0).mean() + 0.2, scores
+
+
+def test_ctrl_c_under_torchrun_saves_the_state_and_resume_needs_the_same_processes(tmp_path):
+    write_demo_dataset(tmp_path / "shapes", train_count=96, infer_count=0, seed=4)
+    model = tmp_path / "m.pth"
+    flags = ["--data", tmp_path / "shapes" / "train", "--model", model, *FLAGS, "--epochs", "3"]
+    command = [sys.executable, "-m", "torch.distributed.run", *TWO_PROCESSES, str(REPOSITORY / "train.py"),
+               *map(str, flags)]
+    process = subprocess.Popen(command, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    output = ""
+    for line in process.stdout:
+        output += line
+        if line.startswith("epoch 1/3 |"):
+            os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: every process gets it
+            break
+    output += process.stdout.read()
+    process.wait(timeout=120)
+    assert "the best model (epoch 1)" in output, output
+    assert load_checkpoint(model)["epoch"] == 1 and (tmp_path / "m.last.pth").exists()
+
+    single = run_script("train.py", *flags, "--resume", cwd=tmp_path, check=False)
+    assert single.returncode == 2 and "used 2 process(es)" in single.stderr
+
+    resumed = torchrun("train.py", *flags, "--resume", cwd=tmp_path)
+    assert "resuming after epoch 1" in resumed.stdout and "epoch 3/3 |" in resumed.stdout
+    assert not (tmp_path / "m.last.pth").exists()
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 6, 7, 100])
+@pytest.mark.parametrize("world_size", [1, 2, 3, 8])
+def test_contiguous_shards_cover_the_list_in_order(count, world_size):
+    items = list(range(count))
+    shards = [contiguous_shard(items, Processes(rank, 0, world_size)) for rank in range(world_size)]
+    assert sum(shards, []) == items
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+def test_learning_rate_grows_with_the_global_batch_as_documented():
+    assert learning_rate_for(3e-3, 1, "sqrt") == 3e-3
+    assert learning_rate_for(3e-3, 4, "sqrt") == pytest.approx(6e-3)
+    assert learning_rate_for(3e-3, 4, "linear") == pytest.approx(1.2e-2)
+    assert learning_rate_for(3e-3, 4, "none") == 3e-3
