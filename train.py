@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from common.checkpoint import load_training_state
 from common.dataset import (ImageTagDataset, UnreadableImages, build_vocabulary, collate_readable,
-                            default_tag_file, describe_pairing_problems, multi_hot, no_readable_images, read_tag_file,
-                            read_tags_of, scan_folder, split_train_validation)
+                            default_tag_file, describe_pairing_problems, no_readable_images, read_tag_file,
+                            read_tags_of, scan_folder, split_train_validation, tag_matrix)
 from common.demo import write_demo_dataset
 from common.device import DEVICE_CHOICES, describe_device
 from common.distributed import (LR_SCALING_CHOICES, all_agree, contiguous_shard, from_main, gather_rows,
@@ -55,6 +55,7 @@ precision = "auto"  # auto (bf16/fp16 on CUDA, fp32 elsewhere) | fp32 | bf16 | f
 seed = 0  # makes the validation split and the initial weights repeatable
 device = "auto"  # auto (cuda, then mps, then cpu) | cuda | mps | cpu
 workers = min(4, os.cpu_count() or 1)  # background processes decoding images; 0 decodes in the main one
+index_cache = ""  # PATH: a file that remembers the tag files, so that large folders re-scan fast; "" for none
 lr_scaling = "sqrt"  # under torchrun: sqrt (x sqrt(processes), right for AdamW) | linear (x processes) | none
 sync_batchnorm = False  # under torchrun on GPUs: BatchNorm statistics over the global batch (slower; for tiny batches)
 overwrite_countdown = 5  # seconds to wait, in a terminal, before replacing an existing model
@@ -97,6 +98,8 @@ def get_args_parser():
     add("--device", default=device, help=f"{' | '.join(DEVICE_CHOICES)} (.env: DEVICE)")
     add("--workers", type=int, default=workers, help="image-decoding processes (.env: WORKERS)")
     add("--recursive", action="store_true", help="also read images in subfolders of --data")
+    add("--index-cache", default=index_cache, help="keep the tags of --data in this file and re-read only changed "
+                                                   "tag files next time (.env: INDEX_CACHE)")
     add("--lr-scaling", default=lr_scaling, choices=LR_SCALING_CHOICES,
         help="under torchrun, how --lr grows with the number of processes (.env: LR_SCALING)")
     add("--sync-batchnorm", action="store_true", default=sync_batchnorm,
@@ -116,12 +119,13 @@ def output_paths(args):
             **beside}
 
 
-def load_training_data(args):
+def load_training_data(args, processes):
     """Scan the folder, name what cannot be used, drop too-rare tags; return (paths, targets, tags)."""
+    started = time.perf_counter()
     scan = scan_folder(args.data, recursive=args.recursive)
     for line in describe_pairing_problems(scan):
         print(f"warning: {line}")
-    tags_of = read_tags_of(scan)
+    tags_of = read_tags_of(scan, args.index_cache or None, save_index=processes.is_main)
     if not tags_of:
         raise UserError(f"found no images with tag files in {args.data}. Each image needs a sidecar such as "
                         "cat1.jpg.txt (or cat1.txt) holding its tags; `python prepare.py check DIR` explains more.")
@@ -133,8 +137,9 @@ def load_training_data(args):
     if not vocabulary:
         raise UserError(f"no tag in {args.data} is on at least {args.min_tag_count} images (--min-tag-count), "
                         "so there is nothing to learn. Add tags first.")
-    print(f"data: {len(tags_of)} tagged images, {len(vocabulary)} tags, from {args.data}")
-    return list(tags_of), multi_hot(list(tags_of.values()), vocabulary), vocabulary
+    print(f"data: {len(tags_of)} tagged images, {len(vocabulary)} tags, from {args.data} (read in "
+          f"{time.perf_counter() - started:.1f} s{', index: ' + args.index_cache if args.index_cache else ''})")
+    return list(tags_of), tag_matrix(list(tags_of.values()), vocabulary), vocabulary
 
 
 def split_data(args, paths, targets, resume_state, split_path, processes):
@@ -266,7 +271,7 @@ def prepare_run(args):
     torch.manual_seed(args.seed)
     run_precision = resolve_precision(args.precision, run_device)
     print(f"device: {describe_device(run_device)} | precision: {run_precision}")
-    paths_of_images, targets, vocabulary = load_training_data(args)
+    paths_of_images, targets, vocabulary = load_training_data(args, processes)
     split, split_names = split_data(args, paths_of_images, targets, resume_state, paths["split.json"], processes)
     loaders = make_loaders(args, paths_of_images, targets, split, run_device, augments(args), processes,
                            for_training=not args.freeze_backbone)

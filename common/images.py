@@ -1,5 +1,7 @@
 """Opening image files as RGB pictures, and the transforms shared by training and inference."""
 
+import os
+
 import numpy as np
 import torch
 from PIL import Image, ImageOps
@@ -17,7 +19,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def is_image_file(path):
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+    """By extension alone (a str or a Path), so that scanning a folder never opens a file."""
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
 def open_image(path, min_size=None):

@@ -40,6 +40,7 @@ ENVIRONMENT_KEYS = {
     "patience": "PATIENCE",
     "augment": "AUGMENT",
     "lr_scaling": "LR_SCALING",
+    "index_cache": "INDEX_CACHE",
 }
 
 DEFAULT_ENV_FILE = ".env"

@@ -1,6 +1,12 @@
 """How a folder of images and sidecar tag files is read."""
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
+import pytest
+import scipy.sparse
 import torch
 from conftest import save_image
 from hypothesis import given
@@ -9,6 +15,7 @@ from PIL import Image
 
 from common.dataset import (
     ImageTagDataset,
+    PackedPaths,
     build_vocabulary,
     collate_readable,
     decode_tag_bytes,
@@ -18,8 +25,11 @@ from common.dataset import (
     multi_hot,
     parse_tags,
     read_tag_file,
+    read_tags_of,
     scan_folder,
+    split_by_rarest_tag,
     split_train_validation,
+    tag_matrix,
 )
 from common.images import eval_transform, open_image
 
@@ -160,3 +170,102 @@ def test_merging_keeps_existing_tags_order_and_comma_style(tmp_path):
     merge_into_tag_file(commas, ["z"])
     assert commas.read_text() == "x, y, z"
     assert detect_separator("x, y") == ", " and detect_separator("x\ny") == "\n"
+
+
+def test_sparse_tag_matrix_equals_multi_hot_and_feeds_the_dataset_alike(tmp_path):
+    tag_lists = [["dog", "cat"], [], ["zebra", "unknown"], ["cat"]]
+    vocabulary = ["cat", "dog", "zebra"]
+    sparse = tag_matrix(tag_lists, vocabulary)
+    assert scipy.sparse.issparse(sparse)
+    assert np.array_equal(sparse.toarray(), multi_hot(tag_lists, vocabulary).numpy())
+    images = [save_image(tmp_path / f"{number}.png") for number in range(4)]
+    dense_set = ImageTagDataset(images, eval_transform(32), multi_hot(tag_lists, vocabulary))
+    sparse_set = ImageTagDataset(images, eval_transform(32), sparse)
+    for position in range(4):
+        assert torch.equal(dense_set[position][1], sparse_set[position][1])
+
+
+def random_tagging(images, tags, seed):
+    """An (images x tags) sparse 0/1 matrix with a long tail of rare tags, as on booru sites."""
+    generator = np.random.default_rng(seed)
+    weights = 1 / np.arange(1, tags + 1) ** 1.1
+    rows = [generator.choice(tags, size=generator.integers(0, 6), replace=False, p=weights / weights.sum())
+            for _ in range(images)]
+    return tag_matrix([[str(tag) for tag in row] for row in rows], [str(tag) for tag in range(tags)])
+
+
+def test_large_set_split_is_seeded_complete_and_shares_out_every_tag():
+    targets = random_tagging(4000, 300, seed=0)
+    train, validation = split_by_rarest_tag(targets, 400, seed=1)
+    assert (train, validation) == split_by_rarest_tag(targets, 400, seed=1)
+    assert len(validation) == 400 and sorted(train + validation) == list(range(4000))
+    counts = np.asarray(targets.sum(0)).ravel()
+    in_validation = np.asarray(targets[validation].sum(0)).ravel()
+    generator = np.random.default_rng(1)
+    random_split = generator.permutation(4000)[:400]
+    in_random = np.asarray(targets[random_split].sum(0)).ravel()
+    frequent_enough = counts >= 10  # tags that 10 % should reach at least once
+    assert (in_validation[frequent_enough] >= 1).all()
+    # much closer to each tag's 10 % share than a random split gets
+    assert np.abs(in_validation - counts / 10).sum() < 0.5 * np.abs(in_random - counts / 10).sum()
+
+
+def test_split_switches_to_the_one_pass_method_for_very_large_sets(monkeypatch):
+    import common.dataset
+
+    targets = random_tagging(500, 40, seed=2)
+    monkeypatch.setattr(common.dataset, "ITERATIVE_STRATIFICATION_LIMIT", 500 * 40 - 1)
+    assert split_train_validation(targets, 0.1, seed=3) == split_by_rarest_tag(targets, 50, seed=3)
+
+
+def tagged_folder(folder, count):
+    for number in range(count):
+        save_image(folder / f"{number}.png")
+        (folder / f"{number}.png.txt").write_text(f"tag{number}\nshared\n")
+    return folder
+
+
+def test_tag_index_rereads_only_the_tag_files_that_changed(tmp_path):
+    folder = tagged_folder(tmp_path / "images", 4)
+    index = tmp_path / "index.json"
+    first = read_tags_of(scan_folder(folder), index)
+    assert first == read_tags_of(scan_folder(folder))  # the same tags as without an index
+    assert set(json.loads(index.read_text())["files"]) == {f"{number}.png.txt" for number in range(4)}
+
+    edited = folder / "1.png.txt"
+    edited.write_text("new tag\n")
+    save_image(folder / "9.png")
+    (folder / "9.png.txt").write_text("added\n")
+    (folder / "3.png").unlink()
+    # Same size, same time: the index trusts it (as make and rsync would) instead of reading it
+    unchanged = folder / "2.png.txt"
+    stamp = os.stat(unchanged)
+    unchanged.write_text("tag8\nshared\n")
+    os.utime(unchanged, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+
+    again = {image.name: tags for image, tags in read_tags_of(scan_folder(folder), index).items()}
+    assert again == {"0.png": ["tag0", "shared"], "1.png": ["new tag"], "2.png": ["tag2", "shared"],
+                     "9.png": ["added"]}
+    assert set(json.loads(index.read_text())["files"]) == {"0.png.txt", "1.png.txt", "2.png.txt", "9.png.txt"}
+
+
+def test_a_damaged_or_foreign_tag_index_is_rebuilt(tmp_path):
+    folder = tagged_folder(tmp_path / "images", 2)
+    other = tagged_folder(tmp_path / "other", 2)
+    index = tmp_path / "index.json"
+    read_tags_of(scan_folder(other), index)
+    (other / "0.png.txt").write_text("different\n")
+    assert read_tags_of(scan_folder(folder), index) == read_tags_of(scan_folder(folder))  # not the other's tags
+    index.write_text("{ not json")
+    assert read_tags_of(scan_folder(folder), index) == read_tags_of(scan_folder(folder))
+    assert json.loads(index.read_text())["folder"] == str(folder.resolve())
+
+
+def test_packed_paths_read_like_the_list_they_came_from(tmp_path):
+    paths = [tmp_path / "a.png", tmp_path / "sub dir" / "ü é.jpg", Path("relative/x.webp")]
+    packed = PackedPaths(paths)
+    assert len(packed) == 3 and list(packed) == paths and packed[-1] == paths[-1] and packed[1:] == paths[1:]
+    assert set(packed) == set(paths)
+    with pytest.raises(IndexError):
+        packed[3]
+    assert list(PackedPaths([])) == []

@@ -121,3 +121,17 @@ def test_augmentation_is_on_for_pretrained_weights_and_off_from_scratch():
     assert augments("--weights", "none", "--augment", "on")
     assert not augments("--weights", "imagenet", "--no-augment")
     assert not augments("--weights", "imagenet", "--freeze-backbone")  # features are computed once
+
+
+def test_index_cache_is_written_and_serves_the_next_run(shapes_dataset, tmp_path):
+    root, _ = shapes_dataset
+    index = tmp_path / "cache" / "train.index.json"
+    flags = ["--data", root / "train", "--model", tmp_path / "m.pth", *FAST_TRAINING, "--index-cache", index]
+    first = run_script("train.py", *flags, cwd=tmp_path)
+    assert f"index: {index}" in first.stdout
+    listed = json.loads(index.read_text())["files"]
+    assert len(listed) == len(list((root / "train").glob("*.txt")))
+    written = index.stat().st_mtime_ns
+    second = run_script("train.py", *flags, cwd=tmp_path)
+    assert second.stdout.split("data: ")[1].split(" (")[0] == first.stdout.split("data: ")[1].split(" (")[0]
+    assert index.stat().st_mtime_ns == written  # nothing changed, so the index was only read
