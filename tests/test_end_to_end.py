@@ -175,8 +175,9 @@ def test_in_a_terminal_ctrl_c_during_the_countdown_keeps_the_model(shapes_datase
         ready, _, _ = select.select([leader], [], [], 1)
         if ready:
             output += os.read(leader, 4096)
+    assert b"will be replaced in" in output, output.decode(errors="replace")
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 130
+    assert process.wait(timeout=60) == 130, output.decode(errors="replace")
     with contextlib.suppress(OSError):
         output += os.read(leader, 4096)
     os.close(leader)
