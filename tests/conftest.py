@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,11 @@ from common.demo import write_demo_dataset
 from common.settings import ENVIRONMENT_KEYS
 
 REPOSITORY = Path(__file__).resolve().parent.parent
+
+# Several tests press Ctrl-C (send SIGINT) to the scripts they start. A shell that starts a job in
+# the background (`.ci/run &`) makes it ignore SIGINT, and every child inherits that; handle it
+# normally again, so that the scripts under test see the interrupts a terminal would send.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_script(script, *args, cwd, env=None, check=True):
