@@ -288,7 +288,7 @@ def tag_folder(args):
     skipped = len(scan.images) - len(pending)
     if pending and not args.evaluate:
         ensure_writable_folder(scan.folder, "tag files")
-    run_precision = resolve_precision(args.precision, run_device, inference=True)
+    run_precision = resolve_precision(args.precision, run_device)
     args.batch_size = args.batch_size or (64 if run_device.type == "cuda" else 16)
     tagger = Tagger(checkpoint, run_device, run_precision, args.compile)
     print(f"device: {describe_device(run_device)} | precision: {run_precision} | model: {checkpoint['arch']}, "

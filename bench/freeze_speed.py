@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import train  # noqa: E402
 from bench.digit_mosaics import write_mosaics  # noqa: E402
 from common.dataset import UnreadableImages  # noqa: E402
+from common.distributed import Processes  # noqa: E402
 from common.model import build_model, classifier_head_name  # noqa: E402
 from common.training import (make_loss, make_optimizer,  # noqa: E402
                              make_scheduler, predict, train_one_epoch)
@@ -43,7 +44,7 @@ def head_training(model, train_loader, validation_loader, args, device, backbone
     else:
         run_args = argparse.Namespace(batch_size=args.batch_size, seed=0, data="")
         loaders = train.cache_features(model, (train_loader, validation_loader), run_args, device, "fp32",
-                                       unreadable)
+                                       unreadable, Processes())
         trained = head
     scheduler = make_scheduler(optimizer, args.epochs * len(loaders[0]), 0.1)
     scaler = torch.amp.GradScaler(device.type, enabled=False)
@@ -71,14 +72,15 @@ def main():
             ["--data", str(Path(temporary) / "images"), "--model", str(Path(temporary) / "m.pth"),
              "--image-size", str(args.image_size), "--batch-size", str(args.batch_size), "--no-augment"],
             use_environment=False)
-        paths, targets, vocabulary = train.load_training_data(train_args)
-        split, _ = train.split_data(train_args, paths, targets, None, Path(temporary) / "split.json")
+        single = Processes()
+        paths, targets, vocabulary = train.load_training_data(train_args, single)
+        split, _ = train.split_data(train_args, paths, targets, None, Path(temporary) / "split.json", single)
         seconds = {}
         for name, every_epoch in (("backbone every epoch", True), ("cached features", False)):
             torch.manual_seed(0)
             model = build_model(args.arch, len(vocabulary), "none").to(device)
             loaders = train.make_loaders(train_args, paths, targets, split, device, augment=False,
-                                         for_training=every_epoch)
+                                         processes=single, for_training=every_epoch)
             seconds[name] = head_training(model, *loaders, args, device, every_epoch)
     print(f"\nfreeze speed: {len(paths)} mosaics, {args.arch} at {args.image_size} px, {args.epochs} epochs of "
           f"head-only training, {torch.get_num_threads()} CPU threads")

@@ -15,7 +15,7 @@ import torch
 from common.errors import UserError
 from common.files import atomic_write, interrupts_deferred, load_torch_file, write_text_atomically
 from common.images import IMAGENET_MEAN, IMAGENET_STD
-from common.model import available_architectures, build_model
+from common.model import available_architectures, build_model, stem_maxpool_removed
 
 CHECKPOINT_FORMAT = "multitag-trainer"
 CHECKPOINT_VERSION = 1
@@ -30,6 +30,7 @@ def make_checkpoint(model, *, arch, tags, thresholds, image_size, mean, std, set
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
         "arch": arch,
+        "stem_maxpool_removed": stem_maxpool_removed(model),  # a ResNet trained on small inputs (model.py)
         "tags": list(tags),
         "thresholds": [float(value) for value in thresholds],
         "image_size": int(image_size),
@@ -173,7 +174,8 @@ def load_training_state(path):
 
 def model_from_checkpoint(checkpoint, device):
     """Rebuild the network described by a checkpoint and load its weights, ready for inference."""
-    model = build_model(checkpoint["arch"], len(checkpoint["tags"]), weights="none")
+    model = build_model(checkpoint["arch"], len(checkpoint["tags"]), weights="none",
+                        stem_maxpool=not checkpoint.get("stem_maxpool_removed", False))
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:

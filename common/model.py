@@ -57,9 +57,34 @@ def fold_thresholds_into_head(model, thresholds):
     head.bias -= torch.logit(thresholds)
 
 
-def build_model(arch, num_tags, weights="none"):
+SMALL_INPUT_LIMIT = 96  # pixels: at or below this, --stem-maxpool auto removes the stem's max-pool
+
+
+def has_stem_maxpool(model):
+    return isinstance(getattr(model, "maxpool", None), nn.MaxPool2d)
+
+
+def uses_stem_maxpool(setting, arch, image_size):
+    """Whether a ResNet keeps the max-pool of its stem. A ResNet shrinks its input 32-fold; at
+    64 px that leaves a 2 x 2 grid for the last layers to look at. Without the stem's max-pool the
+    grid is 4 x 4 and every layer sees twice the detail, for about 4x the arithmetic: on
+    bench/quality.py --hard that was 0.892 mAP against 0.771 (README). 'auto' removes it for
+    inputs of SMALL_INPUT_LIMIT px or less, where that arithmetic is still cheap."""
+    if setting == "auto":
+        with torch.device("meta"):  # builds the network's structure only, allocating nothing
+            return not (image_size <= SMALL_INPUT_LIMIT and has_stem_maxpool(models.get_model(arch, weights=None)))
+    return setting == "on"
+
+
+def stem_maxpool_removed(model):
+    return isinstance(getattr(model, "maxpool", None), nn.Identity)
+
+
+def build_model(arch, num_tags, weights="none", stem_maxpool=True):
     """A torchvision `arch` with a `num_tags`-logit head. `weights` is 'imagenet' (torchvision's
-    current recommended weights, downloaded once to $TORCH_HOME), 'none', or a local file."""
+    current recommended weights, downloaded once to $TORCH_HOME), 'none', or a local file.
+    stem_maxpool=False removes a ResNet's max-pool after its first convolution (see
+    uses_stem_maxpool); the max-pool has no weights, so any weights still fit."""
     if arch not in available_architectures():
         raise UserError(f"unknown --arch '{arch}'. Choose a torchvision classifier such as resnet18, resnet50, "
                         f"efficientnet_b0, convnext_tiny or vit_b_16 (all: {', '.join(available_architectures())})")
@@ -69,6 +94,11 @@ def build_model(arch, num_tags, weights="none"):
     else:
         model = models.get_model(arch, weights=None)
     replace_classifier_head(model, num_tags)
+    if not stem_maxpool:
+        if not has_stem_maxpool(model):
+            raise UserError(f"--stem-maxpool off is for ResNet-family networks, which {arch} is not; "
+                            "leave it at auto")
+        model.maxpool = nn.Identity()
     if weights.lower() not in ("imagenet", "none"):
         load_backbone_weights(model, weights, arch)
     return model

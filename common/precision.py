@@ -22,10 +22,10 @@ def cpu_has_fast_bf16():
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(precision, device, inference=False):
+def resolve_precision(precision, device):
     """The precision a run uses. 'auto' means bf16 on CUDA GPUs that support it and fp16 on older
-    ones; on the CPU it means fp32 for training (bf16 training was slower than fp32 even on a
-    CPU with bf16 instructions) and bf16 for inference where the CPU has bf16 hardware."""
+    ones, and bf16 on CPUs with bf16 hardware (a ResNet-18 training step at 64 px took 83 ms
+    against 124 ms in fp32 on such a CPU, channels-last), else fp32."""
     if precision not in PRECISION_CHOICES:
         raise UserError(f"unknown --precision '{precision}': choose one of {', '.join(PRECISION_CHOICES)}")
     if precision != "auto":
@@ -34,7 +34,7 @@ def resolve_precision(precision, device, inference=False):
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and inference and cpu_has_fast_bf16():
+    if device.type == "cpu" and cpu_has_fast_bf16():
         return "bf16"
     return "fp32"
 

@@ -41,6 +41,7 @@ ENVIRONMENT_KEYS = {
     "augment": "AUGMENT",
     "lr_scaling": "LR_SCALING",
     "index_cache": "INDEX_CACHE",
+    "stem_maxpool": "STEM_MAXPOOL",
 }
 
 DEFAULT_ENV_FILE = ".env"

@@ -26,7 +26,7 @@ from conftest import REPOSITORY, run_script
 
 TWO_PROCESSES = ["--standalone", "--nproc_per_node=2"]
 FLAGS = ["--arch", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "8", "--workers", "0",
-         "--device", "cpu", "--yes"]
+         "--device", "cpu", "--precision", "fp32", "--yes"]
 
 
 def torchrun(script, *args, cwd, check=True):

@@ -4,8 +4,10 @@ import pytest
 import torch
 from torchvision import models
 
+from common.checkpoint import make_checkpoint, model_from_checkpoint
 from common.errors import UserError
-from common.model import build_model, replace_classifier_head
+from common.images import IMAGENET_MEAN, IMAGENET_STD
+from common.model import build_model, replace_classifier_head, uses_stem_maxpool
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet34", "mobilenet_v3_small", "efficientnet_b0",
@@ -64,3 +66,24 @@ def test_failed_imagenet_download_suggests_the_alternatives(tmp_path, monkeypatc
     (tmp_path / "hub" / "checkpoints" / file_name).write_bytes(b"a corrupt partial download")
     with pytest.raises(UserError, match="--weights none"):
         build_model("resnet18", 5, "imagenet")
+
+
+def test_small_inputs_drop_a_resnets_stem_maxpool_and_the_checkpoint_remembers_it():
+    assert not uses_stem_maxpool("auto", "resnet18", 64)  # 64 px: a 4 x 4 grid at the end instead of 2 x 2
+    assert uses_stem_maxpool("auto", "resnet18", 224)
+    assert uses_stem_maxpool("auto", "efficientnet_b0", 64)  # nothing to remove
+    assert not uses_stem_maxpool("off", "resnet50", 224) and uses_stem_maxpool("on", "resnet18", 64)
+    with pytest.raises(UserError, match="ResNet-family"):
+        build_model("efficientnet_b0", 3, "none", stem_maxpool=False)
+
+    model = build_model("resnet18", 3, "none", stem_maxpool=False).eval()
+    with torch.no_grad():
+        features = torch.nn.Sequential(*list(model.children())[:-2])(torch.randn(1, 3, 64, 64))
+    assert features.shape[-2:] == (4, 4)
+    checkpoint = make_checkpoint(model, arch="resnet18", tags=["a", "b", "c"], thresholds=[0.5] * 3,
+                                 image_size=64, mean=IMAGENET_MEAN, std=IMAGENET_STD, settings={}, metrics={},
+                                 epoch=1)
+    rebuilt = model_from_checkpoint(checkpoint, torch.device("cpu"))
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(images), model(images))  # max-pool or not changes outputs, not weights

@@ -46,10 +46,9 @@ def test_schedule_warms_up_then_decays_to_zero():
     assert values[100] == pytest.approx(0.0, abs=1e-9)
 
 
-def test_precision_auto_trains_in_full_precision_on_the_cpu_and_infers_in_bf16_only_with_bf16_hardware():
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+def test_precision_auto_is_bf16_on_the_cpu_only_with_bf16_hardware():
     expected = "bf16" if cpu_has_fast_bf16() else "fp32"
-    assert resolve_precision("auto", torch.device("cpu"), inference=True) == expected
+    assert resolve_precision("auto", torch.device("cpu")) == expected
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
     with pytest.raises(UserError, match="fp16 is for GPUs"):
         resolve_precision("fp16", torch.device("cpu"))
