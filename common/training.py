@@ -106,7 +106,7 @@ def extract_features(model, loader, device, precision, unreadable):
             if batch.images is None:
                 continue
             with autocast(device, precision):
-                features = model(batch.images.to(device, non_blocking=True))
+                features = model(to_device(batch.images, device))
             all_features.append(features.float().cpu())
             all_targets.append(batch.targets)
     if not all_features:
