@@ -163,16 +163,17 @@ def csv_header(tags):
 def open_tables(stack, args, tags, processes):
     """The optional CSV and JSONL writers; each file is streamed and only put in place once complete.
     Under torchrun each process writes its own part, and the main process joins them afterwards."""
+    def where(path):
+        return part_path(path, processes) if processes.is_distributed else path
+
     csv_writer = jsonl_file = None
     if args.csv:
-        path = part_path(args.csv, processes) if processes.is_distributed else args.csv
-        csv_file = stack.enter_context(atomic_write(path, "w", newline=""))
+        csv_file = stack.enter_context(atomic_write(where(args.csv), "w", newline=""))
         csv_writer = csv.writer(csv_file)
-        if not processes.is_distributed:
+        if not processes.is_distributed:  # join_tables writes the header of the joined file
             csv_file.write(csv_header(tags))
     if args.jsonl:
-        jsonl_file = stack.enter_context(atomic_write(part_path(args.jsonl, processes) if processes.is_distributed
-                                                      else args.jsonl, "w"))
+        jsonl_file = stack.enter_context(atomic_write(where(args.jsonl), "w"))
     return csv_writer, jsonl_file
 
 
@@ -253,7 +254,7 @@ def convert_or_export(checkpoint, args):
               "0.5 is each tag's decision; tags and preprocessing are in the metadata")
 
 
-def check_options(args, tags):
+def check_options(args):
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise UserError(f"--threshold must be a probability between 0 and 1, not {args.threshold}")
     if args.top_k is not None and args.top_k < 1:
@@ -275,7 +276,7 @@ def tag_folder(args):
     require(args, "input", "folder of images to tag")
     tags = checkpoint["tags"]
     check_tag_list(args.tags, checkpoint)
-    check_options(args, tags)
+    check_options(args)
     thresholds = np.array(checkpoint["thresholds"] if args.threshold is None else [args.threshold] * len(tags))
     allowed = read_tag_filter(args.whitelist, tags, "whitelist", whitelist_file)
     blocked = read_tag_filter(args.blacklist, tags, "blacklist")

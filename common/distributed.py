@@ -46,10 +46,6 @@ def launched_processes():
     return Processes(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world_size)
 
 
-def is_main_process():
-    return launched_processes().is_main
-
-
 def start_processes(device_setting, backend=None, timeout_minutes=30):
     """Join torchrun's process group when launched by it; return (Processes, this process's device).
 
