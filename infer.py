@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-import common  # noqa: F401  (first: quiet Ctrl-C and OpenMP settings before torch loads)
+import common.idle_threads  # noqa: F401  (first: quiet Ctrl-C, and OpenMP threads that sleep, before torch loads)
 import numpy as np
 from tqdm.auto import tqdm
 

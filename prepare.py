@@ -16,7 +16,7 @@ import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import common  # noqa: F401  (first: quiet Ctrl-C and OpenMP settings before torch loads)
+import common  # noqa: F401  (first: a quiet Ctrl-C even while torch loads)
 from tqdm import tqdm
 
 from common.dataset import (

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-import common  # noqa: F401  (first: quiet Ctrl-C and OpenMP settings before torch loads)
+import common  # noqa: F401  (first: a quiet Ctrl-C even while torch loads)
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -29,9 +29,10 @@ from common.distributed import (LR_SCALING_CHOICES, all_agree, contiguous_shard,
                                 start_processes, stop_processes)
 from common.errors import UserError, exit_on_user_error
 from common.files import ensure_writable_folder, write_text_atomically
-from common.images import eval_transform, train_transform
-from common.model import (DEFAULT_ARCH, WEIGHT_CHOICES, build_model, classifier_head_name, count_parameters,
-                          uses_stem_maxpool)
+from common.image_cache import cache_size_mb, decode_into_memory
+from common.images import eval_transform, kept_pixels_transform, train_transform
+from common.model import (DEFAULT_ARCH, SMALL_INPUT_CHOICES, WEIGHT_CHOICES, build_model, classifier_head_name,
+                          count_parameters, small_input_layout)
 from common.settings import SettingsParser, require
 from common.trainer import TrainingRun, finish, fit
 from common.precision import PRECISION_CHOICES, resolve_precision
@@ -53,10 +54,11 @@ val_fraction = 0.1  # share of the images held out to pick the best epoch and ca
 min_tag_count = 1  # tags on fewer images than this are dropped (and named) before training
 patience = 0  # stop after this many epochs without a better validation mAP; 0 never stops early
 precision = "auto"  # auto (bf16/fp16 on CUDA, bf16 on CPUs with bf16 hardware, else fp32) | fp32 | bf16 | fp16
-stem_maxpool = "auto"  # ResNets: auto (removed for inputs of 96 px or less: sharper, ~1.4x the time) | on | off
+small_input = "auto"  # ResNets: auto (at 96 px or less, the last 3 stages at twice the resolution: sharper) | on | off
 seed = 0  # makes the validation split and the initial weights repeatable
 device = "auto"  # auto (cuda, then mps, then cpu) | cuda | mps | cpu
 workers = min(4, os.cpu_count() or 1)  # background processes decoding images; 0 decodes in the main one
+cache_mb = 2048  # MB of memory for keeping decoded training images, so later epochs decode nothing; 0: never
 index_cache = ""  # PATH: a file that remembers the tag files, so that large folders re-scan fast; "" for none
 lr_scaling = "sqrt"  # under torchrun: sqrt (x sqrt(processes), right for AdamW) | linear (x processes) | none
 sync_batchnorm = False  # under torchrun on GPUs: BatchNorm statistics over the global batch (slower; for tiny batches)
@@ -96,11 +98,14 @@ def get_args_parser():
     add("--patience", type=int, default=patience, help="epochs without improvement before stopping; 0: never")
     add("--resume", action="store_true", help="continue the interrupted run whose model is --model")
     add("--precision", default=precision, choices=PRECISION_CHOICES, help="arithmetic precision (.env: PRECISION)")
-    add("--stem-maxpool", default=stem_maxpool, choices=("auto", "on", "off"),
-        help="keep a ResNet's first max-pool; auto: remove it for small inputs (.env: STEM_MAXPOOL)")
+    add("--small-input", default=small_input, choices=SMALL_INPUT_CHOICES,
+        help="let a ResNet's last three stages work at twice the resolution; auto: for inputs of 96 px or less "
+             "(.env: SMALL_INPUT)")
     add("--seed", type=int, default=seed, help="random seed (.env: SEED)")
     add("--device", default=device, help=f"{' | '.join(DEVICE_CHOICES)} (.env: DEVICE)")
     add("--workers", type=int, default=workers, help="image-decoding processes (.env: WORKERS)")
+    add("--cache-mb", type=int, default=cache_mb,
+        help="keep the decoded images in memory when they fit in this many MB (.env: CACHE_MB); 0: never")
     add("--recursive", action="store_true", help="also read images in subfolders of --data")
     add("--index-cache", default=index_cache, help="keep the tags of --data in this file and re-read only changed "
                                                    "tag files next time (.env: INDEX_CACHE)")
@@ -175,32 +180,52 @@ def augments(args):
     return args.augment == "on" or str(args.weights).lower() != "none"
 
 
+def keeps_images_in_memory(args, image_count, processes, for_training):
+    """Decode once and keep the pixels when they fit in --cache-mb (not under torchrun, where each
+    process would keep a copy, nor for --freeze-backbone, which reads each image once anyway)."""
+    return (for_training and not processes.is_distributed
+            and cache_size_mb(image_count, args.image_size) <= args.cache_mb)
+
+
 def make_loaders(args, paths, targets, split, device, augment, processes, for_training=True):
     """Training and validation loaders; for_training=False reads the training images once, in order
     (to compute features from them). Under torchrun each process loads its own share: a fresh
     random share of the training images each epoch (DistributedSampler), and a fixed consecutive
     share of the validation images, whose predictions are then gathered."""
-    loader_options = dict(batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_readable,
-                          pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
-    transform = train_transform if augment else eval_transform
+    in_memory = keeps_images_in_memory(args, len(split[0]) + len(split[1]), processes, for_training)
 
-    def images(positions, chosen_transform):
-        return ImageTagDataset([paths[p] for p in positions], chosen_transform(args.image_size), targets[positions],
-                               decode_size=args.image_size)  # JPEGs decode at reduced size when far larger
+    def images(positions, augmented):
+        dataset = ImageTagDataset([paths[p] for p in positions],
+                                  (train_transform if augmented else eval_transform)(args.image_size),
+                                  targets[positions], decode_size=args.image_size)  # JPEGs decode small
+        if not in_memory:
+            return dataset
+        return decode_into_memory(dataset, args.image_size, kept_pixels_transform(args.image_size, augmented),
+                                  args.workers)
+
+    def loader(dataset, augmented, **options):
+        # Kept pixels that need only normalising are cheaper to prepare here than to receive from workers
+        workers = args.workers if augmented or not in_memory else 0
+        return DataLoader(dataset, batch_size=args.batch_size, num_workers=workers, collate_fn=collate_readable,
+                          pin_memory=device.type == "cuda", persistent_workers=workers > 0, **options)
 
     # No drop_last: every image is decoded every epoch, so each unreadable one is named in the
     # first. train_one_epoch leaves out the last, partial batch itself (see full_batches).
     if not for_training:
-        train_loader = DataLoader(images(contiguous_shard(split[0], processes), transform), **loader_options)
+        train_loader = loader(images(contiguous_shard(split[0], processes), augment), augment)
     elif processes.is_distributed:
-        train_set = images(split[0], transform)
+        train_set = images(split[0], augment)
         sampler = DistributedSampler(train_set, processes.world_size, processes.rank, shuffle=True, seed=args.seed)
-        train_loader = DataLoader(train_set, sampler=sampler, **loader_options)
+        train_loader = loader(train_set, augment, sampler=sampler)
     else:
-        train_loader = DataLoader(images(split[0], transform), shuffle=True,
-                                  generator=torch.Generator().manual_seed(args.seed), **loader_options)
+        train_loader = loader(images(split[0], augment), augment, shuffle=True,
+                              generator=torch.Generator().manual_seed(args.seed))
     validation = contiguous_shard(split[1], processes)
-    validation_loader = DataLoader(images(validation, eval_transform), **loader_options) if split[1] else None
+    validation_loader = loader(images(validation, False), False) if split[1] else None
+    if in_memory:
+        kept_mb = cache_size_mb(len(split[0]) + len(split[1]), args.image_size)
+        print(f"images: decoded once and kept in memory ({kept_mb:.0f} MB of --cache-mb {args.cache_mb}); later "
+              "epochs decode nothing")
     return train_loader, validation_loader
 
 
@@ -279,8 +304,8 @@ def prepare_run(args):
     split, split_names = split_data(args, paths_of_images, targets, resume_state, paths["split.json"], processes)
     loaders = make_loaders(args, paths_of_images, targets, split, run_device, augments(args), processes,
                            for_training=not args.freeze_backbone)
-    keep_maxpool = uses_stem_maxpool(args.stem_maxpool, args.arch, args.image_size)
-    model = build_model(args.arch, len(vocabulary), args.weights, stem_maxpool=keep_maxpool).to(run_device)
+    layout = small_input_layout(args.small_input, args.arch, args.image_size)
+    model = build_model(args.arch, len(vocabulary), args.weights, small_input=layout).to(run_device)
     if args.sync_batchnorm and processes.is_distributed:
         if run_device.type != "cuda":
             raise UserError("--sync-batchnorm needs CUDA GPUs; on the CPU leave it out")
@@ -288,7 +313,7 @@ def prepare_run(args):
     if run_device.type in ("cuda", "cpu"):  # convolutions run faster on channels-last tensors there
         model = model.to(memory_format=torch.channels_last)
     print(f"model: {args.arch} ({count_parameters(model) / 1e6:.1f} M parameters), weights: {args.weights}"
-          f"{'' if keep_maxpool else ', stem max-pool removed for small inputs'}"
+          f"{', adapted to small inputs (--small-input)' if layout else ''}"
           f"{', backbone frozen' if args.freeze_backbone else ''}")
     trainable, unreadable = model, UnreadableImages()
     if args.freeze_backbone:

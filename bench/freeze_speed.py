@@ -70,7 +70,8 @@ def main():
         write_mosaics(Path(temporary) / "images", args.images, seed=0, part=0)
         train_args = train.get_args_parser().parse_settings(
             ["--data", str(Path(temporary) / "images"), "--model", str(Path(temporary) / "m.pth"),
-             "--image-size", str(args.image_size), "--batch-size", str(args.batch_size), "--no-augment"],
+             "--image-size", str(args.image_size), "--batch-size", str(args.batch_size), "--no-augment",
+             "--cache-mb", "0"],  # both decode as they read: the baseline every epoch, cached features once
             use_environment=False)
         single = Processes()
         paths, targets, vocabulary = train.load_training_data(train_args, single)

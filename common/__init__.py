@@ -5,7 +5,9 @@ Each concept lives in exactly one module:
     settings    flags, environment variables and .env, in that order of precedence
     dataset     finding images, reading sidecar tag files, the PyTorch dataset
     images      opening an image file as RGB, and the train / eval transforms
-    model       building a torchvision backbone with a multi-label head
+    image_cache training images decoded once and kept in memory
+    model       building a torchvision backbone with a multi-label head (small-input layouts,
+                BatchNorm folding)
     checkpoint  the self-describing model file and the tag-list file
     training    losses, optimizer, schedule, cached features; trainer: the epoch loop
     precision   fp32 / bf16 / fp16 per device, and autocast
@@ -15,6 +17,7 @@ Each concept lives in exactly one module:
     metrics     mAP, F1 and confusion counts for multi-label predictions
     reports     CSV tables and plots
     files       atomic writes, so that an interrupted run never leaves half a file
+    idle_threads  imported before torch by infer.py alone: OpenMP threads sleep while waiting
     demo        the generated coloured-shapes dataset behind `train.py --demo`
     errors      the one exception type whose message is shown without a traceback
 """
@@ -24,12 +27,6 @@ import os
 import sys
 
 from common.errors import quiet_keyboard_interrupt
-
-# Image-decoding workers and the model's OpenMP threads share the CPU cores. OpenMP threads
-# that spin while they wait for work steal time from the decoders (infer.py ran 20 % slower on
-# two cores), so they sleep instead, unless the user has chosen a policy. OpenMP reads this
-# when torch loads it, so scripts import `common` before torch.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # A Ctrl-C while torch is still loading ends with one line, not a traceback. (Jupyter shows cell
 # errors itself, so notebooks are unaffected.) Scripts import `common` first for this reason too.

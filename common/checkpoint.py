@@ -15,7 +15,7 @@ import torch
 from common.errors import UserError
 from common.files import atomic_write, interrupts_deferred, load_torch_file, write_text_atomically
 from common.images import IMAGENET_MEAN, IMAGENET_STD
-from common.model import available_architectures, build_model, stem_maxpool_removed
+from common.model import available_architectures, build_model, small_input_layout_of
 
 CHECKPOINT_FORMAT = "multitag-trainer"
 CHECKPOINT_VERSION = 1
@@ -30,7 +30,7 @@ def make_checkpoint(model, *, arch, tags, thresholds, image_size, mean, std, set
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
         "arch": arch,
-        "stem_maxpool_removed": stem_maxpool_removed(model),  # a ResNet trained on small inputs (model.py)
+        "small_input": small_input_layout_of(model),  # how a ResNet was adapted to small inputs (model.py)
         "tags": list(tags),
         "thresholds": [float(value) for value in thresholds],
         "image_size": int(image_size),
@@ -172,10 +172,17 @@ def load_training_state(path):
     return state
 
 
+def small_input_of(checkpoint):
+    """The checkpoint's small-input layout; files from before it was recorded by name have a flag."""
+    if "small_input" in checkpoint:
+        return checkpoint["small_input"]
+    return "stem_maxpool" if checkpoint.get("stem_maxpool_removed") else None
+
+
 def model_from_checkpoint(checkpoint, device):
     """Rebuild the network described by a checkpoint and load its weights, ready for inference."""
     model = build_model(checkpoint["arch"], len(checkpoint["tags"]), weights="none",
-                        stem_maxpool=not checkpoint.get("stem_maxpool_removed", False))
+                        small_input=small_input_of(checkpoint))
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:

@@ -56,23 +56,43 @@ def to_rgb(image):
     return image.convert("RGB")  # L, P, CMYK, YCbCr, ...
 
 
-def eval_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """Squash the whole picture to a square: cropping could cut a tagged object out."""
+def decode_transform(image_size):
+    """The part of the eval transform that never changes between epochs: squash the whole picture
+    to a square (cropping could cut a tagged object out), as uint8 pixels. Training keeps its
+    output in memory (see common/image_cache.py)."""
     return v2.Compose([
         v2.Resize((image_size, image_size), antialias=True),  # on the PIL image, before the tensor exists
         v2.PILToTensor(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean, std),
     ])
 
 
-def train_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """Light augmentation: most of the picture stays in view, so tagged objects rarely leave it."""
-    return v2.Compose([
+def normalize_transform(mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """uint8 pixels to the float input the network was trained on."""
+    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+
+def augmentations(image_size):
+    """Light augmentation: most of the picture stays in view, so tagged objects rarely leave it.
+    Works on PIL images and on uint8 tensors alike."""
+    return [
         v2.RandomResizedCrop((image_size, image_size), scale=(0.7, 1.0), antialias=True),
         v2.RandomHorizontalFlip(),
         v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
-        v2.PILToTensor(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean, std),
-    ])
+    ]
+
+
+def eval_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """An image file's picture as the network's input, in validation and inference alike."""
+    return v2.Compose([decode_transform(image_size), normalize_transform(mean, std)])
+
+
+def train_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """The eval transform with random augmentation, for training only."""
+    return v2.Compose([*augmentations(image_size), v2.PILToTensor(), normalize_transform(mean, std)])
+
+
+def kept_pixels_transform(image_size, augmented, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """For pixels that decode_transform made once and training keeps in memory: the rest of the
+    eval or train transform (augmenting a kept, already resized picture is a little blurrier
+    than augmenting the file's full-size one, and far cheaper)."""
+    return v2.Compose([*(augmentations(image_size) if augmented else []), normalize_transform(mean, std)])

@@ -6,7 +6,6 @@ import copy
 import numpy as np
 import torch
 from torch import nn
-from torch.fx.experimental.optimization import fuse as fuse_conv_batchnorm
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -15,17 +14,8 @@ from common.dataset import ImageTagDataset, collate_readable, multi_hot
 from common.distributed import gather_rows
 from common.images import eval_transform
 from common.metrics import evaluate, tag_report
-from common.model import classifier_head_name, set_submodule
+from common.model import classifier_head_name, fold_batchnorm, set_submodule
 from common.precision import autocast
-
-
-def fold_batchnorm(model):
-    """The eval-mode model with BatchNorm folded into the preceding convolutions (same outputs, about
-    13% faster for ResNet-50 on a CPU); a model that torch.fx cannot trace is returned unchanged."""
-    try:
-        return fuse_conv_batchnorm(model).eval()
-    except Exception:  # tracing fails on data-dependent control flow; folding is only an optimisation
-        return model
 
 
 class Tagger:

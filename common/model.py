@@ -4,6 +4,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.fx.experimental.optimization import fuse as fuse_conv_batchnorm
 from torchvision import models
 
 from common.errors import UserError
@@ -57,34 +58,66 @@ def fold_thresholds_into_head(model, thresholds):
     head.bias -= torch.logit(thresholds)
 
 
-SMALL_INPUT_LIMIT = 96  # pixels: at or below this, --stem-maxpool auto removes the stem's max-pool
+SMALL_INPUT_LIMIT = 96  # pixels: at or below this, --small-input auto adapts a ResNet to the small pictures
+SMALL_INPUT_CHOICES = ("auto", "on", "off")
+# How a ResNet was adapted to small inputs, as the checkpoint records it ("small_input"):
+#   "layer2"        the second stage's first block keeps its input's resolution (stride 1), so the
+#                   last three stages work at twice the resolution: what --small-input chooses
+#   "stem_maxpool"  the max-pool after the first convolution was removed, so every stage works at
+#                   twice the resolution: models from earlier versions (their "stem_maxpool_removed")
+SMALL_INPUT_LAYOUTS = ("layer2", "stem_maxpool")
 
 
-def has_stem_maxpool(model):
-    return isinstance(getattr(model, "maxpool", None), nn.MaxPool2d)
+def is_resnet(model):
+    return isinstance(getattr(model, "maxpool", None), (nn.MaxPool2d, nn.Identity)) and hasattr(model, "layer2")
 
 
-def uses_stem_maxpool(setting, arch, image_size):
-    """Whether a ResNet keeps the max-pool of its stem. A ResNet shrinks its input 32-fold; at
-    64 px that leaves a 2 x 2 grid for the last layers to look at. Without the stem's max-pool the
-    grid is 4 x 4 and every layer sees twice the detail, for about 4x the arithmetic: on
-    bench/quality.py --hard that was 0.892 mAP against 0.771 (README). 'auto' removes it for
-    inputs of SMALL_INPUT_LIMIT px or less, where that arithmetic is still cheap."""
-    if setting == "auto":
-        with torch.device("meta"):  # builds the network's structure only, allocating nothing
-            return not (image_size <= SMALL_INPUT_LIMIT and has_stem_maxpool(models.get_model(arch, weights=None)))
-    return setting == "on"
+def small_input_layout(setting, arch, image_size):
+    """The small-input layout a run uses (None: the network as torchvision builds it).
+
+    A ResNet shrinks its input 32-fold; at 64 px its last layers see a 2 x 2 grid, and small
+    details are gone before they get there. Keeping the second stage at the first one's resolution
+    doubles what the last three stages see (a 4 x 4 grid at the end) for about twice the
+    arithmetic. On bench/quality.py --hard that took mAP from 0.77 to 0.88 (validation), as much as
+    removing the stem's max-pool did, in 0.78 of that one's time; changing only the last stage
+    gave 0.82, only the first 0.81 (README). 'auto' does it for inputs of SMALL_INPUT_LIMIT px or
+    less, where that arithmetic is still cheap."""
+    if setting == "off":
+        return None
+    with torch.device("meta"):  # builds the network's structure only, allocating nothing
+        resnet = is_resnet(models.get_model(arch, weights=None))
+    if setting == "on" and not resnet:
+        raise UserError(f"--small-input on is for ResNet-family networks, which {arch} is not; leave it at auto")
+    return "layer2" if resnet and (setting == "on" or image_size <= SMALL_INPUT_LIMIT) else None
 
 
-def stem_maxpool_removed(model):
-    return isinstance(getattr(model, "maxpool", None), nn.Identity)
+def apply_small_input_layout(model, layout):
+    """Change a ResNet's strides or pooling in place; no layer gains or loses weights, so
+    pretrained and saved weights fit either way."""
+    if layout == "stem_maxpool":
+        model.maxpool = nn.Identity()
+    elif layout == "layer2":
+        for module in model.layer2[0].modules():  # the block's strided convolution and its shortcut's
+            if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
+                module.stride = (1, 1)
+    elif layout is not None:
+        raise UserError(f"unknown small-input layout '{layout}' (known: {', '.join(SMALL_INPUT_LAYOUTS)})")
 
 
-def build_model(arch, num_tags, weights="none", stem_maxpool=True):
+def small_input_layout_of(model):
+    """The layout a built model has, for its checkpoint."""
+    if not is_resnet(model):
+        return None
+    if isinstance(model.maxpool, nn.Identity):
+        return "stem_maxpool"
+    strides = [module.stride for module in model.layer2[0].modules() if isinstance(module, nn.Conv2d)]
+    return None if (2, 2) in strides else "layer2"
+
+
+def build_model(arch, num_tags, weights="none", small_input=None):
     """A torchvision `arch` with a `num_tags`-logit head. `weights` is 'imagenet' (torchvision's
     current recommended weights, downloaded once to $TORCH_HOME), 'none', or a local file.
-    stem_maxpool=False removes a ResNet's max-pool after its first convolution (see
-    uses_stem_maxpool); the max-pool has no weights, so any weights still fit."""
+    small_input: a ResNet's layout for small pictures (see small_input_layout), or None."""
     if arch not in available_architectures():
         raise UserError(f"unknown --arch '{arch}'. Choose a torchvision classifier such as resnet18, resnet50, "
                         f"efficientnet_b0, convnext_tiny or vit_b_16 (all: {', '.join(available_architectures())})")
@@ -94,11 +127,10 @@ def build_model(arch, num_tags, weights="none", stem_maxpool=True):
     else:
         model = models.get_model(arch, weights=None)
     replace_classifier_head(model, num_tags)
-    if not stem_maxpool:
-        if not has_stem_maxpool(model):
-            raise UserError(f"--stem-maxpool off is for ResNet-family networks, which {arch} is not; "
-                            "leave it at auto")
-        model.maxpool = nn.Identity()
+    if small_input is not None:
+        if not is_resnet(model):
+            raise UserError(f"--small-input on is for ResNet-family networks, which {arch} is not; leave it at auto")
+        apply_small_input_layout(model, small_input)
     if weights.lower() not in ("imagenet", "none"):
         load_backbone_weights(model, weights, arch)
     return model
@@ -141,3 +173,12 @@ def load_backbone_weights(model, path, arch):
 
 def count_parameters(model):
     return sum(parameter.numel() for parameter in model.parameters())
+
+
+def fold_batchnorm(model):
+    """The eval-mode model with BatchNorm folded into the preceding convolutions (same outputs, about
+    13% faster for ResNet-50 on a CPU); a model that torch.fx cannot trace is returned unchanged."""
+    try:
+        return fuse_conv_batchnorm(model).eval()
+    except Exception:  # tracing fails on data-dependent control flow; folding is only an optimisation
+        return model

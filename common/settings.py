@@ -41,7 +41,8 @@ ENVIRONMENT_KEYS = {
     "augment": "AUGMENT",
     "lr_scaling": "LR_SCALING",
     "index_cache": "INDEX_CACHE",
-    "stem_maxpool": "STEM_MAXPOOL",
+    "small_input": "SMALL_INPUT",
+    "cache_mb": "CACHE_MB",
 }
 
 DEFAULT_ENV_FILE = ".env"

@@ -157,8 +157,8 @@ def test_a_model_from_the_original_tool_is_recognised_used_and_converted(trained
         pickle.dump(checkpoint["tags"], file)
     folder = fresh_copy_of_images(root, tmp_path)
     common = [*CPU, "--precision", "fp32", "--overwrite"]
-    # the original tool's ResNets kept the stem's max-pool, which this small-input model dropped
-    save_checkpoint({**checkpoint, "stem_maxpool_removed": False}, tmp_path / "standard.pth")
+    # the original tool's ResNets kept torchvision's layout, which this small-input model changed
+    save_checkpoint({**checkpoint, "small_input": None}, tmp_path / "standard.pth")
     run_script("infer.py", "--input", folder, "--model", tmp_path / "standard.pth", *common, "--csv",
                tmp_path / "new.csv", cwd=tmp_path)
     old = ["--model", tmp_path / "old.pth", "--tags", tmp_path / "old_tags.pkl", "--image-size", "32"]

@@ -7,7 +7,7 @@ from torchvision import models
 from common.checkpoint import make_checkpoint, model_from_checkpoint
 from common.errors import UserError
 from common.images import IMAGENET_MEAN, IMAGENET_STD
-from common.model import build_model, replace_classifier_head, uses_stem_maxpool
+from common.model import build_model, replace_classifier_head, small_input_layout
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet34", "mobilenet_v3_small", "efficientnet_b0",
@@ -68,22 +68,41 @@ def test_failed_imagenet_download_suggests_the_alternatives(tmp_path, monkeypatc
         build_model("resnet18", 5, "imagenet")
 
 
-def test_small_inputs_drop_a_resnets_stem_maxpool_and_the_checkpoint_remembers_it():
-    assert not uses_stem_maxpool("auto", "resnet18", 64)  # 64 px: a 4 x 4 grid at the end instead of 2 x 2
-    assert uses_stem_maxpool("auto", "resnet18", 224)
-    assert uses_stem_maxpool("auto", "efficientnet_b0", 64)  # nothing to remove
-    assert not uses_stem_maxpool("off", "resnet50", 224) and uses_stem_maxpool("on", "resnet18", 64)
+def test_small_inputs_sharpen_a_resnets_last_stages_and_the_checkpoint_remembers_it():
+    assert small_input_layout("auto", "resnet18", 64) == "layer2"  # 64 px: a 4 x 4 grid at the end instead of 2 x 2
+    assert small_input_layout("auto", "resnet50", 224) is None
+    assert small_input_layout("auto", "efficientnet_b0", 64) is None  # not a ResNet: left as it is
+    assert small_input_layout("off", "resnet18", 64) is None and small_input_layout("on", "resnet50", 224) == "layer2"
     with pytest.raises(UserError, match="ResNet-family"):
-        build_model("efficientnet_b0", 3, "none", stem_maxpool=False)
+        small_input_layout("on", "efficientnet_b0", 64)
 
-    model = build_model("resnet18", 3, "none", stem_maxpool=False).eval()
-    with torch.no_grad():
-        features = torch.nn.Sequential(*list(model.children())[:-2])(torch.randn(1, 3, 64, 64))
-    assert features.shape[-2:] == (4, 4)
-    checkpoint = make_checkpoint(model, arch="resnet18", tags=["a", "b", "c"], thresholds=[0.5] * 3,
+    for arch in ("resnet18", "resnet50"):  # basic and bottleneck blocks
+        model = build_model(arch, 3, "none", small_input="layer2").eval()
+        standard = build_model(arch, 3, "none")
+        assert model.state_dict().keys() == standard.state_dict().keys()  # the same weights fit
+        with torch.no_grad():
+            features = torch.nn.Sequential(*list(model.children())[:-2])(torch.randn(1, 3, 64, 64))
+        assert features.shape[-2:] == (4, 4)
+    checkpoint = make_checkpoint(model, arch="resnet50", tags=["a", "b", "c"], thresholds=[0.5] * 3,
                                  image_size=64, mean=IMAGENET_MEAN, std=IMAGENET_STD, settings={}, metrics={},
                                  epoch=1)
+    assert checkpoint["small_input"] == "layer2"
     rebuilt = model_from_checkpoint(checkpoint, torch.device("cpu"))
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(rebuilt(images), model(images))  # max-pool or not changes outputs, not weights
+        assert torch.equal(rebuilt(images), model(images))  # the layout changes outputs, not weights
+        standard.load_state_dict(model.state_dict())
+        assert not torch.allclose(standard.eval()(images), model(images))
+
+
+def test_a_model_from_before_the_layout_had_a_name_still_loads_with_its_stem_maxpool_removed():
+    model = build_model("resnet18", 2, "none", small_input="stem_maxpool").eval()
+    checkpoint = make_checkpoint(model, arch="resnet18", tags=["a", "b"], thresholds=[0.5] * 2, image_size=64,
+                                 mean=IMAGENET_MEAN, std=IMAGENET_STD, settings={}, metrics={}, epoch=1)
+    del checkpoint["small_input"]
+    checkpoint["stem_maxpool_removed"] = True  # how version 1 files of the previous release said it
+    rebuilt = model_from_checkpoint(checkpoint, torch.device("cpu"))
+    assert isinstance(rebuilt.maxpool, torch.nn.Identity)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(images), model(images))

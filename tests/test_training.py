@@ -9,7 +9,8 @@ from common.errors import UserError
 from common.metrics import per_tag_average_precision
 from common.model import build_model, fold_thresholds_into_head
 from common.precision import cpu_has_fast_bf16, resolve_precision
-from common.training import AsymmetricLoss, extract_features, make_loss, parameter_groups, warmup_cosine
+from common.training import (AsymmetricLoss, extract_features, head_removed, make_loss, make_optimizer,
+                             parameter_groups, warmup_cosine)
 
 
 def test_asymmetric_loss_without_focusing_or_clipping_is_plain_bce():
@@ -83,3 +84,17 @@ def test_features_come_from_the_layer_below_the_head(shapes_dataset):
     features, targets = extract_features(model, loader, torch.device("cpu"), "fp32", UnreadableImages())
     assert features.shape == (5, 512) and targets.shape == (5, 3)
     assert isinstance(model.fc, nn.Linear)  # the head is back in place afterwards
+    with torch.no_grad(), head_removed(model):  # BatchNorm folded for speed: the same features
+        unfolded = torch.cat([model.eval()(batch.images) for batch in loader])
+    assert torch.allclose(features, unfolded, atol=1e-4) and not torch.equal(features, torch.zeros_like(features))
+
+
+
+def test_the_optimizer_is_adamw_with_decay_on_weights_only_and_takes_steps():
+    model = nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3))
+    optimizer = make_optimizer(model, 0.01, 0.05)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    before = [parameter.detach().clone() for parameter in model.parameters()]
+    model(torch.randn(8, 4)).pow(2).sum().backward()
+    optimizer.step()
+    assert all(not torch.equal(old, new) for old, new in zip(before, model.parameters()))

@@ -1,0 +1,65 @@
+"""Training images decoded once and kept in memory serve exactly what decoding every epoch would."""
+
+import torch
+
+from common.dataset import ImageTagDataset, UnreadableImages, scan_folder
+from common.image_cache import cache_size_mb, decode_into_memory
+from common.images import eval_transform, kept_pixels_transform
+from conftest import FAST_TRAINING, run_script
+
+
+def images_with_a_broken_one(shapes_dataset):
+    root, _ = shapes_dataset
+    images = scan_folder(root / "train").images[:6]
+    broken = root / "train" / "broken.jpg"
+    broken.write_bytes(b"not a picture")
+    return [*images[:3], broken, *images[3:]]
+
+
+def test_kept_pixels_give_the_same_samples_as_decoding_the_files(shapes_dataset):
+    images = images_with_a_broken_one(shapes_dataset)
+    targets = torch.eye(len(images))
+    from_files = ImageTagDataset(images, eval_transform(32), targets, decode_size=32)
+    kept = decode_into_memory(from_files, 32, kept_pixels_transform(32, augmented=False), workers=0)
+    assert len(kept) == len(from_files) and list(kept.paths) == list(from_files.paths)
+    for position in range(len(images)):
+        decoded, remembered = from_files[position], kept[position]
+        if images[position].name == "broken.jpg":
+            assert decoded[0] is None and remembered[0] is None and remembered[3] == decoded[3]
+        else:
+            assert torch.equal(decoded[0], remembered[0])
+            assert torch.equal(decoded[1], remembered[1]) and remembered[2] == position and remembered[3] is None
+
+
+def test_a_kept_unreadable_image_is_still_named(shapes_dataset, capsys):
+    images = images_with_a_broken_one(shapes_dataset)
+    from_files = ImageTagDataset(images, eval_transform(32), torch.zeros(len(images), 2), decode_size=32)
+    kept = decode_into_memory(from_files, 32, kept_pixels_transform(32, augmented=False), workers=0)
+    unreadable = UnreadableImages()
+    broken = [position for position in range(len(kept)) if kept[position][3] is not None]
+    unreadable.add(kept, [(position, kept[position][3]) for position in broken])
+    assert broken == [3] and "broken.jpg" in capsys.readouterr().out
+
+
+def test_augmented_kept_pixels_change_every_time_but_keep_their_size(shapes_dataset):
+    root, _ = shapes_dataset
+    images = scan_folder(root / "train").images[:4]
+    from_files = ImageTagDataset(images, eval_transform(32), torch.zeros(4, 2), decode_size=32)
+    kept = decode_into_memory(from_files, 32, kept_pixels_transform(32, augmented=True), workers=0)
+    torch.manual_seed(0)
+    first, second = torch.stack([kept[p][0] for p in range(4)]), torch.stack([kept[p][0] for p in range(4)])
+    assert first.shape == second.shape == (4, 3, 32, 32) and first.dtype == torch.float32
+    assert not torch.equal(first, second)
+
+
+def test_cache_size_is_three_bytes_per_pixel():
+    assert cache_size_mb(1024, 64) == 12.0
+
+
+def test_training_keeps_images_in_memory_only_within_the_budget(shapes_dataset, tmp_path):
+    root, _ = shapes_dataset
+    for budget, kept in (("2048", True), ("0", False)):
+        result = run_script("train.py", "--data", root / "train", "--model", tmp_path / f"m{budget}.pth",
+                            *FAST_TRAINING, "--cache-mb", budget, cwd=tmp_path)
+        assert ("decoded once and kept in memory" in result.stdout) is kept
+        assert (tmp_path / f"m{budget}.pth").is_file()
