@@ -80,7 +80,7 @@ def small_input_layout(setting, arch, image_size):
     doubles what the last three stages see (a 4 x 4 grid at the end) for about twice the
     arithmetic. On bench/quality.py --hard that took mAP from 0.77 to 0.88 (validation), as much as
     removing the stem's max-pool did, in 0.78 of that one's time; changing only the last stage
-    gave 0.82, only the first 0.81 (README). 'auto' does it for inputs of SMALL_INPUT_LIMIT px or
+    gave 0.82, only the first 0.78 (README). 'auto' does it for inputs of SMALL_INPUT_LIMIT px or
     less, where that arithmetic is still cheap."""
     if setting == "off":
         return None
