@@ -7,6 +7,8 @@ processes, and kept as one uint8 tensor at the training size: 12 KB per image at
 150 KB at 224 px. Each epoch then only normalises them (and augments them, when asked).
 """
 
+import copy
+
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -44,7 +46,8 @@ class DecodedImages(Dataset):
 def decode_into_memory(images: ImageTagDataset, image_size, transform, workers, description="decoding images"):
     """Decode every image of `images` once, in `workers` processes; returns a DecodedImages that
     applies `transform` to the kept pixels."""
-    decoding = ImageTagDataset(images.paths, decode_transform(image_size), decode_size=image_size)
+    decoding = copy.copy(images)  # the same (packed) paths, read without the epoch-to-epoch transform
+    decoding.transform, decoding.decode_size, decoding.targets = decode_transform(image_size), image_size, None
     pixels = torch.zeros((len(decoding), 3, image_size, image_size), dtype=torch.uint8)
     reasons = {}
     loader = DataLoader(decoding, batch_size=64, num_workers=workers, collate_fn=collate_readable)
