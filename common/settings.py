@@ -45,6 +45,10 @@ ENVIRONMENT_KEYS = {
     "cache_mb": "CACHE_MB",
 }
 
+# Keys that earlier versions read, and the ones that replaced them: a leftover one is named, not
+# silently ignored.
+RENAMED_KEYS = {"STEM_MAXPOOL": "SMALL_INPUT"}
+
 DEFAULT_ENV_FILE = ".env"
 
 
@@ -86,6 +90,10 @@ class SettingsParser(argparse.ArgumentParser):
         return self.parse_args(layered_flags + argv)
 
     def _flags_from(self, values, source):
+        for old_key, new_key in RENAMED_KEYS.items():
+            if (values.get(old_key) or "").strip():
+                print(f"warning: {old_key} in {source} is no longer read; {new_key} replaced it (see "
+                      ".env.example)", file=sys.stderr)
         flags = []
         for dest, key in ENVIRONMENT_KEYS.items():
             value = (values.get(key) or "").strip()

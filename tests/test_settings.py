@@ -89,3 +89,10 @@ def test_a_notebook_settings_cell_is_overridden_by_environment_and_env_file(clea
     monkeypatch.setenv("EPOCHS", "7")
     args = notebook_settings(train.get_args_parser(), cell)
     assert (args.epochs, args.arch, args.batch_size) == (7, "resnet34", 8)  # environment > .env > cell
+
+
+def test_a_renamed_key_is_named_with_its_replacement_instead_of_silently_ignored(clean_environment, capsys):
+    (clean_environment / ".env").write_text("STEM_MAXPOOL=off\nEPOCHS=3\n")
+    args = parse_train([])
+    assert args.epochs == 3 and args.small_input == train.small_input
+    assert "STEM_MAXPOOL in .env is no longer read; SMALL_INPUT replaced it" in capsys.readouterr().err
