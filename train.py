@@ -32,11 +32,11 @@ from common.files import ensure_writable_folder, write_text_atomically
 from common.image_cache import cache_size_mb, decode_into_memory
 from common.images import eval_transform, kept_pixels_transform, train_transform
 from common.model import (DEFAULT_ARCH, SMALL_INPUT_CHOICES, WEIGHT_CHOICES, build_model, classifier_head_name,
-                          count_parameters, small_input_layout)
+                          count_parameters, is_pretrained, small_input_layout)
 from common.settings import SettingsParser, require
 from common.trainer import TrainingRun, finish, fit
 from common.precision import PRECISION_CHOICES, resolve_precision
-from common.training import LOSS_CHOICES, CachedFeatures, extract_features
+from common.training import LOSS_CHOICES, CachedFeatures, backbone_lr_setting, extract_features
 
 # ----------------------------------------------------------------------------- settings
 # The defaults. A flag, an environment variable or a .env key (in that order) overrides each one.
@@ -44,9 +44,10 @@ num_epochs = 10  # passes over the training images
 batch_size = 32  # images per optimizer step; lower it if you run out of (GPU) memory
 image_size = 224  # pixels: every image is resized to image_size x image_size
 learning_rate = 3e-3  # AdamW's peak step size, reached after the warm-up, then decayed along a cosine
+backbone_lr = "auto"  # the pretrained layers' learning rate as a share of --lr; auto: 0.1 pretrained, 1 from scratch
 warmup_fraction = 0.1  # share of all steps spent raising the learning rate from zero
 weight_decay = 0.05  # AdamW's weight decay, for weights only (never biases or normalisation layers)
-augment = "auto"  # auto (on when starting from pretrained weights, off from scratch) | on | off
+augment = "off"  # on: random crops, flips and colour changes (in 10-epoch runs they cost quality) | off
 loss = "asl"  # asl (Asymmetric Loss: +2 mAP points over bce in bench/quality.py) | bce (binary cross-entropy)
 arch = DEFAULT_ARCH  # any torchvision classifier: resnet18/34/50/101/152, efficientnet_b0, convnext_tiny, ...
 weights = "imagenet"  # imagenet (downloaded once) | none (train from scratch) | PATH to a .pth file
@@ -54,7 +55,7 @@ val_fraction = 0.1  # share of the images held out to pick the best epoch and ca
 min_tag_count = 1  # tags on fewer images than this are dropped (and named) before training
 patience = 0  # stop after this many epochs without a better validation mAP; 0 never stops early
 precision = "auto"  # auto (bf16/fp16 on CUDA, bf16 on CPUs with bf16 hardware, else fp32) | fp32 | bf16 | fp16
-small_input = "auto"  # ResNets: auto (at 96 px or less, the last 3 stages at twice the resolution: sharper) | on | off
+small_input = "auto"  # ResNets at <= 96 px: auto (last on from scratch in bf16/fp16) | on | last | off
 seed = 0  # makes the validation split and the initial weights repeatable
 device = "auto"  # auto (cuda, then mps, then cpu) | cuda | mps | cpu
 workers = min(4, os.cpu_count() or 1)  # background processes decoding images; 0 decodes in the main one
@@ -84,14 +85,16 @@ def get_args_parser():
     add("--batch-size", type=int, default=batch_size, help="images per step (.env: BATCH_SIZE)")
     add("--image-size", type=int, default=image_size, help="input side in pixels (.env: IMAGE_SIZE)")
     add("--lr", type=float, default=learning_rate, help="peak learning rate (.env: LEARNING_RATE)")
+    add("--backbone-lr", default=backbone_lr, type=backbone_lr_setting,
+        help="learning rate of every layer but the new last one, as a share of --lr; auto: 0.1 with pretrained "
+             "weights, 1 from scratch (.env: BACKBONE_LR)")
     add("--warmup", type=float, default=warmup_fraction, help="share of the steps spent warming up")
     add("--weight-decay", type=float, default=weight_decay, help="AdamW weight decay")
     add("--loss", default=loss, choices=LOSS_CHOICES, help="training loss (.env: LOSS)")
     add("--freeze-backbone", action="store_true",
         help="train only the new last layer, on backbone features computed once (fast; needs pretrained weights)")
-    add("--augment", default=augment, choices=("auto", "on", "off"),
-        help="random crops, flips and colour changes in training; auto: on when starting from pretrained weights "
-             "(.env: AUGMENT)")
+    add("--augment", default=augment, choices=("on", "off"),
+        help="random crops, flips and colour changes in training, for long runs (.env: AUGMENT)")
     add("--no-augment", dest="augment", action="store_const", const="off", help="the same as --augment off")
     add("--val-fraction", type=float, default=val_fraction, help="share held out for validation (.env: VAL_FRACTION)")
     add("--min-tag-count", type=int, default=min_tag_count, help="drop tags on fewer images than this")
@@ -99,8 +102,8 @@ def get_args_parser():
     add("--resume", action="store_true", help="continue the interrupted run whose model is --model")
     add("--precision", default=precision, choices=PRECISION_CHOICES, help="arithmetic precision (.env: PRECISION)")
     add("--small-input", default=small_input, choices=SMALL_INPUT_CHOICES,
-        help="let a ResNet's last three stages work at twice the resolution; auto: for inputs of 96 px or less "
-             "(.env: SMALL_INPUT)")
+        help="let a ResNet's last three stages (on) or last stage (last) work at twice the resolution; auto: last "
+             "from scratch in bf16/fp16 at 96 px or less (.env: SMALL_INPUT)")
     add("--seed", type=int, default=seed, help="random seed (.env: SEED)")
     add("--device", default=device, help=f"{' | '.join(DEVICE_CHOICES)} (.env: DEVICE)")
     add("--workers", type=int, default=workers, help="image-decoding processes (.env: WORKERS)")
@@ -173,11 +176,9 @@ def split_data(args, paths, targets, resume_state, split_path, processes):
 
 
 def augments(args):
-    """Augmentation helps fine-tuning pretrained weights, but a short run from scratch learns faster
-    without it (bench/quality.py); cached features are computed once, so never augmented."""
-    if args.freeze_backbone or args.augment == "off":
-        return False
-    return args.augment == "on" or str(args.weights).lower() != "none"
+    """Only when asked: in runs of 10 epochs it cost quality from scratch and when fine-tuning alike
+    (bench/README.md). Cached features are computed once, so never augmented."""
+    return args.augment == "on" and not args.freeze_backbone
 
 
 def keeps_images_in_memory(args, image_count, processes, for_training):
@@ -304,7 +305,8 @@ def prepare_run(args):
     split, split_names = split_data(args, paths_of_images, targets, resume_state, paths["split.json"], processes)
     loaders = make_loaders(args, paths_of_images, targets, split, run_device, augments(args), processes,
                            for_training=not args.freeze_backbone)
-    layout = small_input_layout(args.small_input, args.arch, args.image_size)
+    layout = small_input_layout(args.small_input, args.arch, args.image_size, pretrained=is_pretrained(args.weights),
+                                fast_arithmetic=run_precision != "fp32")
     model = build_model(args.arch, len(vocabulary), args.weights, small_input=layout).to(run_device)
     if args.sync_batchnorm and processes.is_distributed:
         if run_device.type != "cuda":
@@ -317,7 +319,7 @@ def prepare_run(args):
           f"{', backbone frozen' if args.freeze_backbone else ''}")
     trainable, unreadable = model, UnreadableImages()
     if args.freeze_backbone:
-        if str(args.weights).lower() == "none":
+        if not is_pretrained(args.weights):
             print("warning: --freeze-backbone with --weights none trains the last layer on random features; "
                   "it is meant for pretrained weights")
         loaders = cache_features(model, loaders, args, run_device, run_precision, unreadable, processes)

@@ -1,25 +1,31 @@
-"""Tagging quality under a fixed budget, against a plain training loop, on real handwriting.
+"""Tagging quality in a fixed budget: train.py's defaults against plain training loops, on real
+pictures with human-written tags, from scratch and when fine-tuning pretrained weights.
 
-    python bench/quality.py                      # 2,000 training and 600 test mosaics, 10 epochs
-    python bench/quality.py --train 800 --test 300 --epochs 4
-    python bench/quality.py --hard               # the harder layout, near the issue's hidden benchmark
+    python bench/quality.py --suite              # every set, 2 seeds, both modes: the tables of bench/README.md
+    python bench/quality.py --suite --mode scratch --sets icons --seeds 0
+    python bench/quality.py --suite --extra "bce=--loss bce"      # add train.py with other flags
+    python bench/quality.py --set digits --seed 2                   # one set, one seed, from scratch
 
-Both contestants train resnet18 from random weights (--weights none) on 64-px digit mosaics
-(see digit_mosaics.py) for the same number of epochs, on the same machine, in this one run,
-each in a fresh process of its own, as a user would run them:
+The sets (bench/real_sets.py) are digit mosaics, Font Awesome glyphs and Debian theme icons;
+every test item is one that training never saw. Fine-tuning starts from the stand-in for
+ImageNet weights made by bench/pretrain.py, on FINETUNE_TRAIN training pictures per set.
+Every contestant trains resnet18 at 64 px for 10 epochs, each in a fresh process of its own,
+one after another, and is timed from that process's start to its exit:
 
-    multitag-trainer   python train.py with its defaults, then python infer.py --csv on the test folder
-    plain loop         python bench/quality.py --plain-loop: BCE, Adam at a fixed 1e-3, every
-                       training image, no augmentation, no validation, a flat 0.5 threshold: what
-                       a first training script looks like
+    multitag-trainer  python train.py with its defaults, then python infer.py --csv on the test set
+    plain loop        (from scratch) AdamW at 2e-3 with weight decay 1e-4, OneCycleLR, batch 64,
+                      random horizontal flips, BCE, every training image, a flat 0.5 threshold
+    plain fine-tune   the same at 1e-3 and batch 32, from the pretrained backbone with a new last layer
+    head-only Adam    the original tool's recipe: the backbone frozen, Adam at 1e-3 on the last layer
+    freeze-backbone   python train.py --freeze-backbone
 
-Test images are built from handwriting that neither model saw. The table reports mAP,
-micro-F1 and macro-F1 on them, and the wall-clock time of each training process, from its
-start (imports included) to its exit.
+Each set gets a table (means over the seeds), then each contestant its mean gain over the plain
+loop of its mode, over sets and seeds. Timings are only comparable when nothing else runs.
 """
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -32,11 +38,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import models
+from torchvision.transforms import v2
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from bench.digit_mosaics import write_mosaics  # noqa: E402
+from bench.pretrain import default_weights_path  # noqa: E402
+from bench.real_sets import SETS, write_set  # noqa: E402
 from common.checkpoint import load_checkpoint  # noqa: E402
 from common.dataset import (  # noqa: E402
     ImageTagDataset,
@@ -46,12 +54,16 @@ from common.dataset import (  # noqa: E402
     read_tags_of,
     scan_folder,
 )
-from common.images import eval_transform  # noqa: E402
+from common.images import decode_transform, eval_transform, normalize_transform  # noqa: E402
 from common.metrics import evaluate  # noqa: E402
 
+ARCH, IMAGE_SIZE, EPOCHS = "resnet18", 64, 10
+SCRATCH_TRAIN, FINETUNE_TRAIN, TEST = 1000, 500, 400  # pictures per set (at most)
 PLAIN_WORKERS = min(4, os.cpu_count() or 1)  # decoding processes, as many as train.py uses by default
+METRICS = ("mAP", "micro_f1", "macro_f1")
 
 
+# ----------------------------------------------------------------------------- scoring
 def truth_of(folder, tags):
     tags_of = read_tags_of(scan_folder(folder))
     return {image.name: row for image, row in zip(tags_of, multi_hot(list(tags_of.values()), tags).numpy())}
@@ -62,52 +74,67 @@ def score(folder, tags, probabilities_by_name, thresholds):
     names = sorted(truth)
     targets = np.array([truth[name] for name in names])
     probabilities = np.array([probabilities_by_name[name] for name in names])
-    return evaluate(targets, probabilities, thresholds)
+    return {name: value for name, value in evaluate(targets, probabilities, thresholds).items() if name in METRICS}
 
 
-def timed_process(*command):
+def timed_process(*command, environment=None):
     """Run a Python script in a fresh process; returns its wall-clock seconds."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, *map(str, command)], check=True, cwd=REPOSITORY)
+    subprocess.run([sys.executable, *map(str, command)], check=True, cwd=REPOSITORY,
+                   env={**os.environ, "TQDM_DISABLE": "1", **(environment or {})}, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
-def run_multitag_trainer(train_dir, test_dir, work, args):
-    """python train.py with its defaults, then python infer.py --csv, exactly as a user runs them."""
-    seconds = timed_process("train.py", "--data", train_dir, "--model", work / "model.pth", "--arch", "resnet18",
-                            "--weights", "none", "--image-size", args.image_size, "--epochs", args.epochs,
-                            "--seed", args.seed, "--yes", *args.train_flags.split())
-    timed_process("infer.py", "--input", test_dir, "--model", work / "model.pth", "--csv", work / "test.csv")
+# ----------------------------------------------------------------------------- contestants
+def run_multitag_trainer(train_dir, test_dir, work, weights, flags, environment):
+    """python train.py with its defaults (and `flags`), then python infer.py --csv, as a user runs them."""
+    model = work / "model.pth"
+    seconds = timed_process("train.py", "--data", train_dir, "--model", model, "--arch", ARCH, "--weights", weights,
+                            "--image-size", IMAGE_SIZE, "--yes", *flags, environment=environment)
+    timed_process("infer.py", "--input", test_dir, "--model", model, "--csv", work / "test.csv",
+                  environment=environment)
     with open(work / "test.csv", newline="") as file:
         rows = list(csv.reader(file))
     tags = rows[0][1:]
     probabilities = {row[0]: [float(value) for value in row[1:]] for row in rows[1:]}
-    checkpoint = load_checkpoint(work / "model.pth")
+    checkpoint = load_checkpoint(model)
     result = {**score(test_dir, tags, probabilities, checkpoint["thresholds"]), "seconds": seconds}
-    if "calibration" in checkpoint:  # undo the folded thresholds to see what calibration adds on the test set
+    if "calibration" in checkpoint:  # undo the folded thresholds: what would a flat 0.5 have given?
         shift = torch.logit(torch.tensor(checkpoint["calibration"]["thresholds"]).clamp(1e-4, 1 - 1e-4))
         raw = {name: torch.sigmoid(torch.logit(torch.tensor(row).clamp(1e-6, 1 - 1e-6)) + shift).tolist()
                for name, row in probabilities.items()}
-        result["uncalibrated"] = score(test_dir, tags, raw, [0.5] * len(tags))
+        flat = score(test_dir, tags, raw, [0.5] * len(tags))
+        result |= {f"{name}_at_0.5": flat[name] for name in ("micro_f1", "macro_f1")}
     return result
 
 
-def plain_model(tag_count):
-    model = models.resnet18(weights=None)
+def plain_model(tag_count, weights):
+    model = models.get_model(ARCH, weights=None)
+    if weights != "none":
+        model.load_state_dict({name: tensor for name, tensor in torch.load(weights, weights_only=True).items()
+                               if not name.startswith("fc.")}, strict=False)
     model.fc = nn.Linear(model.fc.in_features, tag_count)
     return model
 
 
 def train_plain_loop(train_dir, model_path, args):
-    """The plain loop's whole training process (--plain-loop): read, train, save the weights."""
+    """A plain loop's whole training process (--plain-loop): read, train, save the weights."""
     torch.manual_seed(args.seed)
     tags_of = read_tags_of(scan_folder(train_dir))
     tags = build_vocabulary(tags_of.values())
-    dataset = ImageTagDataset(list(tags_of), eval_transform(args.image_size), multi_hot(list(tags_of.values()), tags))
-    loader = DataLoader(dataset, batch_size=32, shuffle=True, num_workers=PLAIN_WORKERS,
+    flipped = v2.Compose([decode_transform(IMAGE_SIZE), v2.RandomHorizontalFlip(), normalize_transform()])
+    dataset = ImageTagDataset(list(tags_of), flipped, multi_hot(list(tags_of.values()), tags))
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=PLAIN_WORKERS,
                         collate_fn=collate_readable, persistent_workers=PLAIN_WORKERS > 0)
-    model = plain_model(len(tags))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model = plain_model(len(tags), args.weights)
+    if args.head_only:  # the original tool: a frozen backbone, Adam on the new last layer
+        for parameter in model.parameters():
+            parameter.requires_grad = False
+        model.fc.requires_grad_(True)
+        optimizer, scheduler = torch.optim.Adam(model.fc.parameters(), lr=args.lr), None
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.epochs * len(loader))
     loss_function = nn.BCEWithLogitsLoss()
     for _ in range(args.epochs):
         model.train()
@@ -115,17 +142,19 @@ def train_plain_loop(train_dir, model_path, args):
             optimizer.zero_grad()
             loss_function(model(batch.images), batch.targets).backward()
             optimizer.step()
+            if scheduler:
+                scheduler.step()
     torch.save({"tags": tags, "state_dict": model.state_dict()}, model_path)
 
 
-def plain_loop(train_dir, test_dir, work, args):
-    seconds = timed_process(Path(__file__).relative_to(REPOSITORY), "--plain-loop", train_dir, work / "plain.pth",
-                            "--epochs", args.epochs, "--image-size", args.image_size, "--seed", args.seed)
-    saved = torch.load(work / "plain.pth", weights_only=True)
-    model = plain_model(len(saved["tags"]))
+def plain_loop(train_dir, test_dir, work, weights, flags, environment):
+    seconds = timed_process(Path(__file__).relative_to(REPOSITORY), "--plain-loop", train_dir, work / "model.pth",
+                            "--weights", weights, *flags, environment=environment)
+    saved = torch.load(work / "model.pth", weights_only=True)
+    model = plain_model(len(saved["tags"]), "none")
     model.load_state_dict(saved["state_dict"])
     test_images = scan_folder(test_dir).images
-    test_loader = DataLoader(ImageTagDataset(test_images, eval_transform(args.image_size)), batch_size=64,
+    test_loader = DataLoader(ImageTagDataset(test_images, eval_transform(IMAGE_SIZE)), batch_size=64,
                              collate_fn=collate_readable)
     model.eval()
     probabilities = {}
@@ -136,44 +165,127 @@ def plain_loop(train_dir, test_dir, work, args):
     return {**score(test_dir, saved["tags"], probabilities, [0.5] * len(saved["tags"])), "seconds": seconds}
 
 
+def contestants(mode, extra, references=True):
+    """(name, run function, flags) for a mode; the plain loop of the mode first, as the reference."""
+    if mode == "scratch":
+        listed = [("plain loop", plain_loop, ["--lr", "2e-3", "--batch-size", "64"]),
+                  ("multitag-trainer", run_multitag_trainer, [])]
+    else:
+        listed = [("plain fine-tune", plain_loop, ["--lr", "1e-3", "--batch-size", "32"]),
+                  ("multitag-trainer", run_multitag_trainer, [])]
+        if references:
+            listed += [("head-only Adam", plain_loop, ["--lr", "1e-3", "--batch-size", "32", "--head-only"]),
+                       ("freeze-backbone", run_multitag_trainer, ["--freeze-backbone"])]
+    return listed + [(name, run_multitag_trainer, flags.split()) for name, flags in extra]
+
+
+# ----------------------------------------------------------------------------- the suite
+def run_suite(args):
+    results = []  # one row per mode, set, seed and contestant
+    for mode in args.modes:
+        weights = "none" if mode == "scratch" else str(args.weights)
+        if mode == "finetune" and not Path(weights).is_file():
+            raise SystemExit(f"no pretrained stand-in at {weights}: run python bench/pretrain.py first")
+        for set_name in args.sets:
+            for seed in args.seeds:
+                with tempfile.TemporaryDirectory() as temporary:
+                    work = args.keep / f"{mode}-{set_name}-{seed}" if args.keep else Path(temporary)
+                    train_count = SCRATCH_TRAIN if mode == "scratch" else FINETUNE_TRAIN
+                    counts = write_set(set_name, work, seed, train_count, TEST)
+                    for name, run, flags in contestants(mode, args.extra, not args.quick):
+                        seed_flags = ["--seed", str(seed), "--epochs", str(args.epochs)]
+                        own = work / name.replace(" ", "-")  # each contestant its own model and table
+                        own.mkdir(parents=True, exist_ok=True)
+                        result = run(work / "train", work / "test", own, weights, flags + seed_flags,
+                                     args.environment)
+                        results.append({"mode": mode, "set": set_name, "seed": seed, "contestant": name,
+                                        "train": counts[0], "test": counts[1], **result})
+                        print(json.dumps(results[-1]), flush=True)
+                        if args.out:
+                            args.out.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def mean(rows, key):
+    values = [row[key] for row in rows if key in row]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def print_tables(results):
+    for mode in dict.fromkeys(row["mode"] for row in results):
+        rows = [row for row in results if row["mode"] == mode]
+        names = list(dict.fromkeys(row["contestant"] for row in rows))
+        reference = names[0]
+        for set_name in dict.fromkeys(row["set"] for row in rows):
+            here = [row for row in rows if row["set"] == set_name]
+            seeds = sorted({row["seed"] for row in here})
+            print(f"\n{mode}, {set_name}: {here[0]['train']} training / {here[0]['test']} test pictures, seeds "
+                  f"{', '.join(map(str, seeds))} (means)")
+            print(f"| {'contestant':18} | mAP   | micro-F1 | macro-F1 | train s | micro/macro-F1 at 0.5 |")
+            print("|" + "|".join("-" * width for width in (20, 7, 10, 10, 9, 23)) + "|")
+            for name in names:
+                mine = [row for row in here if row["contestant"] == name]
+                flat = (f"{mean(mine, 'micro_f1_at_0.5'):.3f} / {mean(mine, 'macro_f1_at_0.5'):.3f}"
+                        if "micro_f1_at_0.5" in mine[0] else "")
+                print(f"| {name:18} | {mean(mine, 'mAP'):.3f} | {mean(mine, 'micro_f1'):8.3f} | "
+                      f"{mean(mine, 'macro_f1'):8.3f} | {mean(mine, 'seconds'):7.1f} | {flat:21} |")
+        print(f"\n{mode}: mean gain over '{reference}' across sets and seeds (time: mean ratio)")
+        print("| contestant         | mAP    | micro-F1 | macro-F1 | time  |")
+        print("|--------------------|--------|----------|----------|-------|")
+        for name in names[1:]:
+            gains = {key: [] for key in (*METRICS, "time")}
+            for row in (row for row in rows if row["contestant"] == name):
+                base = next(other for other in rows if other["contestant"] == reference
+                            and other["set"] == row["set"] and other["seed"] == row["seed"])
+                for key in METRICS:
+                    gains[key].append(row[key] - base[key])
+                gains["time"].append(row["seconds"] / base["seconds"])
+            print(f"| {name:18} | {np.mean(gains['mAP']):+.3f} | {np.mean(gains['micro_f1']):+8.3f} | "
+                  f"{np.mean(gains['macro_f1']):+8.3f} | {np.mean(gains['time']):.2f}x |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", type=int, default=2000, help="training mosaics")
-    parser.add_argument("--test", type=int, default=600, help="test mosaics")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs for both contestants")
-    parser.add_argument("--image-size", type=int, default=64, help="input side in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="data and training seed")
-    parser.add_argument("--hard", action="store_true", help="the harder 3x3 mosaics (see digit_mosaics.py)")
-    parser.add_argument("--only", choices=["ours", "plain"], help="run one contestant")
-    parser.add_argument("--train-flags", default="",
-                        help='extra train.py flags, e.g. "--loss bce", to compare settings')
+    parser.add_argument("--suite", action="store_true", help="every set, seed and mode (see --sets, --seeds, --mode)")
+    parser.add_argument("--set", choices=SETS, help="one set from scratch, one seed (--seed)")
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS), help="the suite's sets")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="the suite's seeds")
+    parser.add_argument("--mode", choices=("scratch", "finetune", "both"), default="both")
+    parser.add_argument("--weights", type=Path, default=default_weights_path(ARCH),
+                        help="pretrained stand-in for fine-tuning (bench/pretrain.py writes it)")
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=FLAGS",
+                        help='another contestant: train.py with these flags, e.g. "bce=--loss bce"')
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs for every contestant")
+    parser.add_argument("--quick", action="store_true",
+                        help="fine-tuning: leave out the head-only and --freeze-backbone references")
+    parser.add_argument("--threads", type=int, help="CPU threads per contestant (default: all)")
+    parser.add_argument("--out", type=Path, help="also write every result as JSON here")
+    parser.add_argument("--keep", type=Path, help="keep every set and model in this folder (for bench/thresholds.py)")
+    parser.add_argument("--results", type=Path, help="only print the tables of an earlier --out file")
+    parser.add_argument("--seed", type=int, default=0, help="with --set, or --plain-loop")
     parser.add_argument("--plain-loop", nargs=2, metavar=("TRAIN_DIR", "MODEL"),
-                        help="only train the plain loop on TRAIN_DIR and save it as MODEL (run by this script)")
+                        help="only train a plain loop on TRAIN_DIR and save it as MODEL (run by this script)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="with --plain-loop")
+    parser.add_argument("--batch-size", type=int, default=64, help="with --plain-loop")
+    parser.add_argument("--head-only", action="store_true", help="with --plain-loop")
     args = parser.parse_args()
     if args.plain_loop:
+        args.weights = str(args.weights)
         return train_plain_loop(*args.plain_loop, args)
-    with tempfile.TemporaryDirectory() as temporary:
-        work = Path(temporary)
-        write_mosaics(work / "train", args.train, args.seed, part=0, hard=args.hard)
-        write_mosaics(work / "test", args.test, args.seed, part=1, hard=args.hard)
-        results = {}
-        if args.only != "plain":
-            results["multitag-trainer"] = run_multitag_trainer(work / "train", work / "test", work, args)
-        if args.only != "ours":
-            results["plain loop"] = plain_loop(work / "train", work / "test", work, args)
-    if "uncalibrated" in results.get("multitag-trainer", {}):
-        raw = results["multitag-trainer"]["uncalibrated"]
-        print(f"(multitag-trainer with a flat 0.5 threshold instead of its calibrated ones: micro-F1 "
-              f"{raw['micro_f1']:.3f}, macro-F1 {raw['macro_f1']:.3f})")
-    print(f"\nquality: {args.train} training / {args.test} test {'hard ' * args.hard}digit mosaics, resnet18 from "
-          f"scratch, {args.image_size} px, {args.epochs} epochs, {torch.get_num_threads()} CPU threads")
-    print(f"{'':18} {'mAP':>6} {'micro-F1':>9} {'macro-F1':>9} {'train s':>8}")
-    for name, result in results.items():
-        print(f"{name:18} {result['mAP']:6.3f} {result['micro_f1']:9.3f} {result['macro_f1']:9.3f} "
-              f"{result['seconds']:8.1f}")
-    if len(results) == 2:
-        ours, plain = results["multitag-trainer"], results["plain loop"]
-        print(f"time ratio (multitag-trainer / plain loop): {ours['seconds'] / plain['seconds']:.2f}")
+    if args.results:
+        return print_tables(json.loads(args.results.read_text()))
+    if not (args.suite or args.set):
+        parser.error("choose --suite or --set")
+    if args.set:
+        args.sets, args.seeds, args.mode = [args.set], [args.seed], "scratch"
+    args.modes = ["scratch", "finetune"] if args.mode == "both" else [args.mode]
+    args.extra = [entry.split("=", 1) for entry in args.extra]
+    args.environment = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
+    started = time.perf_counter()
+    results = run_suite(args)
+    print(f"\nresnet18, {IMAGE_SIZE} px, {args.epochs} epochs; {torch.get_num_threads()} CPU threads; "
+          f"{(time.perf_counter() - started) / 60:.0f} min in all")
+    print_tables(results)
 
 
 if __name__ == "__main__":

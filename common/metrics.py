@@ -4,7 +4,6 @@ and the per-tag threshold calibration that turns probabilities into tags."""
 import math
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
 # Candidate thresholds for calibration: fine enough to matter, coarse enough not to overfit.
 THRESHOLD_GRID = np.round(np.arange(0.02, 0.981, 0.02), 2)
@@ -51,14 +50,27 @@ def macro_f1(targets, predictions):
 
 
 def per_tag_average_precision(targets, scores):
-    """Average precision of each tag (scikit-learn's definition); NaN for a tag with no positive
-    example, since precision is undefined there."""
-    targets = np.asarray(targets)
-    scores = np.asarray(scores)
-    return np.array([
-        average_precision_score(targets[:, column], scores[:, column]) if targets[:, column].any() else math.nan
-        for column in range(targets.shape[1])
-    ])
+    """Average precision of each tag (column), as scikit-learn's average_precision_score defines it
+    (tied scores form one step), for all tags at once: a loop of scikit-learn calls took a third of
+    a second per validation pass with 300 tags. NaN for a tag with no positive example, since
+    precision is undefined there."""
+    targets = np.asarray(targets).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if targets.ndim != 2 or len(targets) == 0:
+        return np.full(targets.shape[-1] if targets.ndim == 2 else 0, math.nan)
+    order = np.argsort(-scores, axis=0, kind="stable")
+    sorted_scores = np.take_along_axis(scores, order, axis=0)
+    true_positives = np.cumsum(np.take_along_axis(targets, order, axis=0), axis=0)
+    # A precision-recall point exists only where the score changes (the last of a run of ties)
+    step_ends = np.ones_like(targets)
+    step_ends[:-1] = sorted_scores[:-1] != sorted_scores[1:]
+    at_ends = np.where(step_ends, true_positives, 0)
+    before = np.vstack([np.zeros((1, targets.shape[1])), np.maximum.accumulate(at_ends, axis=0)[:-1]])
+    recall_steps = np.where(step_ends, true_positives - before, 0)
+    precision = true_positives / np.arange(1, len(targets) + 1)[:, None]
+    positives = targets.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(positives > 0, (recall_steps * precision).sum(axis=0) / positives, math.nan)
 
 
 def mean_average_precision(targets, scores):

@@ -14,6 +14,11 @@ DEFAULT_ARCH = "resnet50"
 WEIGHT_CHOICES = "imagenet | none | PATH"
 
 
+def is_pretrained(weights):
+    """Whether --weights starts from learned weights (imagenet or a file) rather than random ones."""
+    return str(weights or "none").lower() != "none"
+
+
 def available_architectures():
     return sorted(models.list_models(module=models))
 
@@ -59,36 +64,44 @@ def fold_thresholds_into_head(model, thresholds):
 
 
 SMALL_INPUT_LIMIT = 96  # pixels: at or below this, --small-input auto adapts a ResNet to the small pictures
-SMALL_INPUT_CHOICES = ("auto", "on", "off")
+SMALL_INPUT_CHOICES = ("auto", "on", "last", "off")
 # How a ResNet was adapted to small inputs, as the checkpoint records it ("small_input"):
 #   "layer2"        the second stage's first block keeps its input's resolution (stride 1), so the
 #                   last three stages work at twice the resolution: what --small-input chooses
 #   "stem_maxpool"  the max-pool after the first convolution was removed, so every stage works at
 #                   twice the resolution: models from earlier versions (their "stem_maxpool_removed")
-SMALL_INPUT_LAYOUTS = ("layer2", "stem_maxpool")
+#   "layer4"        only the last stage's first block keeps its input's resolution: a 4 x 4 grid at the
+#                   end for about a third more arithmetic (--small-input last)
+SMALL_INPUT_LAYOUTS = ("layer2", "layer4", "stem_maxpool")
 
 
 def is_resnet(model):
     return isinstance(getattr(model, "maxpool", None), (nn.MaxPool2d, nn.Identity)) and hasattr(model, "layer2")
 
 
-def small_input_layout(setting, arch, image_size):
+def small_input_layout(setting, arch, image_size, pretrained=False, fast_arithmetic=True):
     """The small-input layout a run uses (None: the network as torchvision builds it).
 
     A ResNet shrinks its input 32-fold; at 64 px its last layers see a 2 x 2 grid, and small
     details are gone before they get there. Keeping the second stage at the first one's resolution
     doubles what the last three stages see (a 4 x 4 grid at the end) for about twice the
-    arithmetic. On bench/quality.py --hard that took mAP from 0.77 to 0.88 (validation), as much as
-    removing the stem's max-pool did, in 0.78 of that one's time; changing only the last stage
-    gave 0.82, only the first 0.78 (README). 'auto' does it for inputs of SMALL_INPUT_LIMIT px or
-    less, where that arithmetic is still cheap."""
+    arithmetic. From scratch that was worth about 10 mAP points on the digit mosaics
+    (bench/README.md). 'auto' does it for inputs of SMALL_INPUT_LIMIT px or less, but only
+    - from scratch: pretrained filters learned their scales in the standard layout, and on the
+      suite's fine-tuning sets the layout gained nothing for 1.5 times the time;
+    - with fast_arithmetic (bf16 or fp16): in fp32 on a CPU the doubled arithmetic makes a run
+      slower than a plain training loop, which the defaults must not be."""
     if setting == "off":
         return None
     with torch.device("meta"):  # builds the network's structure only, allocating nothing
         resnet = is_resnet(models.get_model(arch, weights=None))
-    if setting == "on" and not resnet:
-        raise UserError(f"--small-input on is for ResNet-family networks, which {arch} is not; leave it at auto")
-    return "layer2" if resnet and (setting == "on" or image_size <= SMALL_INPUT_LIMIT) else None
+    if setting in ("on", "last") and not resnet:
+        raise UserError(f"--small-input {setting} is for ResNet-family networks, which {arch} is not; leave it at "
+                        "auto")
+    if setting in ("on", "last"):
+        return "layer2" if setting == "on" else "layer4"
+    wanted = image_size <= SMALL_INPUT_LIMIT and not pretrained and fast_arithmetic
+    return "layer4" if resnet and wanted else None
 
 
 def apply_small_input_layout(model, layout):
@@ -96,8 +109,8 @@ def apply_small_input_layout(model, layout):
     pretrained and saved weights fit either way."""
     if layout == "stem_maxpool":
         model.maxpool = nn.Identity()
-    elif layout == "layer2":
-        for module in model.layer2[0].modules():  # the block's strided convolution and its shortcut's
+    elif layout in ("layer2", "layer4"):
+        for module in getattr(model, layout)[0].modules():  # the block's strided convolution and its shortcut's
             if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
                 module.stride = (1, 1)
     elif layout is not None:
@@ -110,8 +123,11 @@ def small_input_layout_of(model):
         return None
     if isinstance(model.maxpool, nn.Identity):
         return "stem_maxpool"
-    strides = [module.stride for module in model.layer2[0].modules() if isinstance(module, nn.Conv2d)]
-    return None if (2, 2) in strides else "layer2"
+    for layout in ("layer2", "layer4"):
+        strides = [module.stride for module in getattr(model, layout)[0].modules() if isinstance(module, nn.Conv2d)]
+        if (2, 2) not in strides:
+            return layout
+    return None
 
 
 def build_model(arch, num_tags, weights="none", small_input=None):

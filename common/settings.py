@@ -43,6 +43,7 @@ ENVIRONMENT_KEYS = {
     "index_cache": "INDEX_CACHE",
     "small_input": "SMALL_INPUT",
     "cache_mb": "CACHE_MB",
+    "backbone_lr": "BACKBONE_LR",
 }
 
 # Keys that earlier versions read, and the ones that replaced them: a leftover one is named, not

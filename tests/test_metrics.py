@@ -4,11 +4,13 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import (average_precision_score, f1_score, multilabel_confusion_matrix, precision_score,
                              recall_score)
 
 from common.metrics import (calibrate_thresholds, confusion_counts, evaluate, f1_from_counts, macro_f1,
-                            mean_average_precision, tag_report)
+                            mean_average_precision, per_tag_average_precision, tag_report)
 
 
 @pytest.fixture
@@ -32,6 +34,17 @@ def test_micro_f1_matches_sklearn(predictions):
     decided = scores >= 0.5
     assert f1_from_counts(**confusion_counts(targets, decided)) == pytest.approx(
         f1_score(targets, decided, average="micro"))
+
+
+@given(st.integers(1, 40), st.integers(1, 6), st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 6]))
+@settings(max_examples=60, deadline=None)
+def test_average_precision_of_every_tag_at_once_matches_sklearn_ties_included(images, tags, seed, decimals):
+    rng = np.random.default_rng(seed)
+    targets = rng.random((images, tags)) < rng.random()
+    scores = np.round(rng.random((images, tags)), decimals)  # one or two decimals: many tied scores
+    expected = [average_precision_score(targets[:, t], scores[:, t]) if targets[:, t].any() else math.nan
+                for t in range(tags)]
+    assert per_tag_average_precision(targets, scores) == pytest.approx(expected, nan_ok=True)
 
 
 def test_map_averages_sklearn_ap_over_tags_with_positives(predictions):

@@ -69,30 +69,35 @@ def test_failed_imagenet_download_suggests_the_alternatives(tmp_path, monkeypatc
 
 
 def test_small_inputs_sharpen_a_resnets_last_stages_and_the_checkpoint_remembers_it():
-    assert small_input_layout("auto", "resnet18", 64) == "layer2"  # 64 px: a 4 x 4 grid at the end instead of 2 x 2
+    assert small_input_layout("auto", "resnet18", 64) == "layer4"  # 64 px: a 4 x 4 grid at the end instead of 2 x 2
+    assert small_input_layout("last", "resnet50", 224) == "layer4"
     assert small_input_layout("auto", "resnet50", 224) is None
     assert small_input_layout("auto", "efficientnet_b0", 64) is None  # not a ResNet: left as it is
     assert small_input_layout("off", "resnet18", 64) is None and small_input_layout("on", "resnet50", 224) == "layer2"
+    # auto leaves pretrained filters in the layout they learned in, and fp32 runs at their usual cost
+    assert small_input_layout("auto", "resnet18", 64, pretrained=True) is None
+    assert small_input_layout("auto", "resnet18", 64, fast_arithmetic=False) is None
+    assert small_input_layout("on", "resnet18", 64, pretrained=True, fast_arithmetic=False) == "layer2"
     with pytest.raises(UserError, match="ResNet-family"):
         small_input_layout("on", "efficientnet_b0", 64)
 
-    for arch in ("resnet18", "resnet50"):  # basic and bottleneck blocks
-        model = build_model(arch, 3, "none", small_input="layer2").eval()
+    for arch, layout in (("resnet18", "layer2"), ("resnet50", "layer2"), ("resnet18", "layer4")):
+        model = build_model(arch, 3, "none", small_input=layout).eval()
         standard = build_model(arch, 3, "none")
         assert model.state_dict().keys() == standard.state_dict().keys()  # the same weights fit
         with torch.no_grad():
             features = torch.nn.Sequential(*list(model.children())[:-2])(torch.randn(1, 3, 64, 64))
         assert features.shape[-2:] == (4, 4)
-    checkpoint = make_checkpoint(model, arch="resnet50", tags=["a", "b", "c"], thresholds=[0.5] * 3,
-                                 image_size=64, mean=IMAGENET_MEAN, std=IMAGENET_STD, settings={}, metrics={},
-                                 epoch=1)
-    assert checkpoint["small_input"] == "layer2"
-    rebuilt = model_from_checkpoint(checkpoint, torch.device("cpu"))
-    images = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(rebuilt(images), model(images))  # the layout changes outputs, not weights
-        standard.load_state_dict(model.state_dict())
-        assert not torch.allclose(standard.eval()(images), model(images))
+        checkpoint = make_checkpoint(model, arch=arch, tags=["a", "b", "c"], thresholds=[0.5] * 3,
+                                     image_size=64, mean=IMAGENET_MEAN, std=IMAGENET_STD, settings={}, metrics={},
+                                     epoch=1)
+        assert checkpoint["small_input"] == layout
+        rebuilt = model_from_checkpoint(checkpoint, torch.device("cpu"))
+        images = torch.randn(2, 3, 64, 64)
+        with torch.no_grad():
+            assert torch.equal(rebuilt(images), model(images))  # the layout changes outputs, not weights
+            standard.load_state_dict(model.state_dict())
+            assert not torch.allclose(standard.eval()(images), model(images))
 
 
 def test_a_model_from_before_the_layout_had_a_name_still_loads_with_its_stem_maxpool_removed():

@@ -110,17 +110,17 @@ def test_frozen_backbone_trains_only_the_head(shapes_dataset, tmp_path):
     assert not torch.equal(trained["fc.weight"], initial_head.weight)  # while the head did learn
 
 
-def test_augmentation_is_on_for_pretrained_weights_and_off_from_scratch():
+def test_augmentation_is_off_unless_asked_for_and_never_on_cached_features():
     import train
 
     def augments(*flags):
         return train.augments(train.get_args_parser().parse_settings(list(flags), use_environment=False))
 
-    assert augments("--weights", "imagenet") and augments("--weights", "some/file.pth")
-    assert not augments("--weights", "none")
+    assert not augments("--weights", "imagenet") and not augments("--weights", "none")
     assert augments("--weights", "none", "--augment", "on")
-    assert not augments("--weights", "imagenet", "--no-augment")
-    assert not augments("--weights", "imagenet", "--freeze-backbone")  # features are computed once
+    assert augments("--weights", "some/file.pth", "--augment", "on")
+    assert not augments("--weights", "imagenet", "--augment", "on", "--no-augment")  # the later flag wins
+    assert not augments("--weights", "imagenet", "--augment", "on", "--freeze-backbone")  # features are computed once
 
 
 def test_index_cache_is_written_and_serves_the_next_run(shapes_dataset, tmp_path):
@@ -135,3 +135,18 @@ def test_index_cache_is_written_and_serves_the_next_run(shapes_dataset, tmp_path
     second = run_script("train.py", *flags, cwd=tmp_path)
     assert second.stdout.split("data: ")[1].split(" (")[0] == first.stdout.split("data: ")[1].split(" (")[0]
     assert index.stat().st_mtime_ns == written  # nothing changed, so the index was only read
+
+
+def test_the_small_input_layout_is_chosen_for_runs_from_scratch_with_fast_arithmetic_only(shapes_dataset, tmp_path):
+    root, _ = shapes_dataset
+    pretrained = tmp_path / "pretrained.pth"
+    torch.save(models.resnet18(weights=None).state_dict(), pretrained)  # a plain torchvision state dict
+    layouts = {}
+    for name, flags in {"bf16": ["--precision", "bf16"], "fp32": ["--precision", "fp32"],
+                        "pretrained": ["--precision", "bf16", "--weights", pretrained]}.items():
+        model = tmp_path / f"{name}.pth"
+        result = run_script("train.py", "--data", root / "train", "--model", model, *FAST_TRAINING, *flags,
+                            cwd=tmp_path)
+        layouts[name] = load_checkpoint(model)["small_input"]
+        assert ("adapted to small inputs" in result.stdout) == (layouts[name] is not None)
+    assert layouts == {"bf16": "layer4", "fp32": None, "pretrained": None}

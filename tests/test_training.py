@@ -1,5 +1,8 @@
 """The training pieces: losses, optimizer groups, the schedule, precision, features, calibration folding."""
 
+import argparse
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +12,8 @@ from common.errors import UserError
 from common.metrics import per_tag_average_precision
 from common.model import build_model, fold_thresholds_into_head
 from common.precision import cpu_has_fast_bf16, resolve_precision
-from common.training import (AsymmetricLoss, extract_features, head_removed, make_loss, make_optimizer,
-                             parameter_groups, warmup_cosine)
+from common.training import (AsymmetricLoss, backbone_lr_factor, backbone_lr_setting, extract_features,
+                             head_removed, make_loss, make_optimizer, make_scheduler, parameter_groups, warmup_cosine)
 
 
 def test_asymmetric_loss_without_focusing_or_clipping_is_plain_bce():
@@ -37,6 +40,37 @@ def test_weight_decay_skips_biases_and_normalisation_layers():
     assert decayed["weight_decay"] == 0.05 and not_decayed["weight_decay"] == 0.0
     assert [p.shape for p in decayed["params"]] == [(4, 3, 3, 3), (2, 36)]
     assert len(not_decayed["params"]) == 4  # conv bias, BN weight and bias, linear bias
+
+
+def test_pretrained_layers_learn_at_their_share_of_the_rate_through_the_whole_schedule():
+    model = build_model("resnet18", num_tags=3)
+    optimizer = make_optimizer(model, 0.01, 0.05, backbone_lr_factor=0.1)
+    scheduler = make_scheduler(optimizer, total_steps=20, warmup_fraction=0.1)
+    head = {id(parameter) for parameter in model.fc.parameters()}
+    for _ in range(7):
+        optimizer.step()
+        scheduler.step()
+    rate_of = {id(parameter): group["lr"] for group in optimizer.param_groups for parameter in group["params"]}
+    head_rate = rate_of[id(model.fc.weight)]
+    assert 0 < head_rate < 0.01  # mid-schedule
+    assert {rate_of[id(p)] for p in model.fc.parameters()} == {head_rate}
+    backbone_rates = {rate_of[id(p)] for p in model.parameters() if id(p) not in head}
+    assert backbone_rates and all(rate == pytest.approx(head_rate * 0.1) for rate in backbone_rates)
+    assert len(rate_of) == len(list(model.parameters()))  # every parameter is in exactly one group
+
+
+@pytest.mark.parametrize("text, weights, factor", [("auto", "none", 1.0), ("auto", "models/pretrained.pth", 0.1),
+                                                   ("AUTO", "imagenet", 0.1), ("0.3", "imagenet", 0.3),
+                                                   ("0", "none", 0.0), ("1", "imagenet", 1.0)])
+def test_backbone_rate_auto_slows_only_pretrained_layers(text, weights, factor):
+    args = SimpleNamespace(backbone_lr=backbone_lr_setting(text), weights=weights)
+    assert backbone_lr_factor(args) == factor
+
+
+@pytest.mark.parametrize("text", ["1.5", "-0.1", "fast", "nan", ""])
+def test_backbone_rate_outside_zero_to_one_is_refused_with_the_rule(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="from 0 to 1"):
+        backbone_lr_setting(text)
 
 
 def test_schedule_warms_up_then_decays_to_zero():

@@ -1,0 +1,115 @@
+"""An offline stand-in for ImageNet weights: a torchvision ResNet pretrained on one real
+classification task, saved as a plain state dict for `train.py --weights PATH`.
+
+    python bench/pretrain.py                     # writes bench/.data/pretrained/resnet18_papirus.pth
+    python bench/pretrain.py --arch resnet50 --classes 600
+
+The task: tell apart CLASSES application icons of the Papirus icon theme (Debian's
+papirus-icon-theme; a source the suite's own sets never use), each drawn by hand at three
+sizes (32, 48 and 64 px), with random crops, flips and colour changes. It runs at 112 px while
+the suite fine-tunes at 64 px, so that, as with ImageNet weights (224 px) used on small
+pictures, the pretrained filters meet objects smaller than the ones they learned on.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import models
+from torchvision.transforms import v2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
+
+from bench.real_sets import PRETRAINING_THEME, debian_package  # noqa: E402
+from common.images import IMAGENET_MEAN, IMAGENET_STD, to_rgb  # noqa: E402
+
+PRETRAINED = Path(__file__).resolve().parent / ".data" / "pretrained"
+SIZES = ("32x32", "48x48", "64x64")  # Papirus draws each icon anew at each of these sizes
+
+
+def default_weights_path(arch):
+    return PRETRAINED / f"{arch}_papirus.pth"
+
+
+def render_icons(class_count, resolution, seed):
+    """uint8 pictures (classes x 3 sizes) and their class numbers."""
+    import cairosvg
+    from PIL import Image
+    import io
+
+    base = debian_package(PRETRAINING_THEME) / "usr/share/icons/Papirus"
+    names = sorted(set.intersection(*({path.name for path in (base / size / "apps").glob("*.svg")
+                                      if not path.is_symlink()} for size in SIZES)))
+    names = [names[i] for i in np.random.default_rng(seed).permutation(len(names))[:class_count]]
+    pictures, labels = [], []
+    for label, name in enumerate(names):
+        for size in SIZES:
+            png = cairosvg.svg2png(url=str(base / size / "apps" / name), output_width=resolution,
+                                   output_height=resolution)
+            picture = to_rgb(Image.open(io.BytesIO(png)))
+            pictures.append(torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1))
+            labels.append(label)
+    return torch.stack(pictures), torch.tensor(labels)
+
+
+class AugmentedPictures(Dataset):
+    def __init__(self, pictures, labels, resolution):
+        self.pictures, self.labels = pictures, labels
+        self.transform = v2.Compose([
+            v2.RandomResizedCrop(resolution, scale=(0.35, 1.0), antialias=True), v2.RandomHorizontalFlip(),
+            v2.ColorJitter(0.3, 0.3, 0.3, 0.05), v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, position):
+        return self.transform(self.pictures[position]), self.labels[position]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="resnet18", help="torchvision ResNet to pretrain")
+    parser.add_argument("--classes", type=int, default=1000, help="number of icons to tell apart")
+    parser.add_argument("--resolution", type=int, default=112, help="training side in pixels")
+    parser.add_argument("--epochs", type=int, default=12, help="passes over the pictures")
+    parser.add_argument("--seed", type=int, default=0, help="which icons, and the initial weights")
+    parser.add_argument("--out", type=Path, help="where to save the state dict (default: bench/.data/pretrained/)")
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+    pictures, labels = render_icons(args.classes, args.resolution, args.seed)
+    print(f"rendered {len(labels)} pictures of {args.classes} icons in {time.perf_counter() - started:.0f} s")
+    loader = DataLoader(AugmentedPictures(pictures, labels, args.resolution), batch_size=64, shuffle=True,
+                        num_workers=1, persistent_workers=True, drop_last=True)
+    model = models.get_model(args.arch, weights=None, num_classes=args.classes).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, 2e-3, total_steps=args.epochs * len(loader))
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        correct = seen = 0
+        for images, targets in loader:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model(images.contiguous(memory_format=torch.channels_last))
+            loss = nn.functional.cross_entropy(logits.float(), targets, label_smoothing=0.1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            correct += (logits.argmax(1) == targets).sum().item()
+            seen += len(targets)
+        print(f"epoch {epoch}/{args.epochs} | loss {loss.item():.3f} | train accuracy {correct / seen:.3f} | "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+    out = args.out or default_weights_path(args.arch)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out)  # a plain torchvision state dict, like an ImageNet download
+    print(f"saved {out}")
+
+
+if __name__ == "__main__":
+    main()

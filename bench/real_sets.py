@@ -1,0 +1,249 @@
+"""The benchmark suite's data: real pictures with human-written tags, built from packages that
+install offline, each split so that every test item is one that training never saw.
+
+    python bench/real_sets.py OUT_DIR --set icons [--seed 0] [--train 1000] [--test 400]
+
+| set         | pictures                                              | tags (human-written)                  |
+|-------------|-------------------------------------------------------|---------------------------------------|
+| digits      | 3x3 mosaics of scikit-learn's handwritten digits       | 14, dense: digits, parity, repeat ... |
+| fontawesome | Font Awesome's glyphs, solid and regular style, RGBA   | ~150, sparse long tail: search terms  |
+| icons       | full-colour icons of 3 Debian themes (Oxygen, GNOME,   | ~60: context folder and the words of  |
+|             | elementary), RGBA                                      | the icon's names and aliases          |
+
+An item is one glyph (fontawesome) or one icon name (icons); all its pictures, whatever their
+style, theme or size, land on the same side of the split. Tags are kept when at least
+MIN_TAG_ITEMS training items carry them. Sources are downloaded once into bench/.data/sources:
+`pip download fontawesome-free` and `apt-get download` of the icon themes (Debian or Ubuntu).
+
+The pretraining stand-in (bench/pretrain.py) uses a fourth source, the Papirus icon theme, and
+never these sets.
+"""
+
+import argparse
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
+
+from bench.digit_mosaics import write_mosaics  # noqa: E402
+from common.dataset import default_tag_file, format_tags  # noqa: E402
+from common.files import write_text_atomically  # noqa: E402
+
+SETS = ("digits", "fontawesome", "icons")
+SOURCES = Path(__file__).resolve().parent / ".data" / "sources"
+FONTAWESOME = "fontawesome-free==5.15.4"
+ICON_THEMES = {"oxygen-icon-theme": "oxygen", "gnome-icon-theme": "gnome",
+               "elementary-xfce-icon-theme": "elementary-xfce"}
+PRETRAINING_THEME = "papirus-icon-theme"
+# A tag is kept when at least this many training items carry it: Font Awesome's search terms
+# then number ~130, in a long tail, and the icons' folder and name words ~100
+MIN_TAG_ITEMS = {"fontawesome": 8, "icons": 5}
+DRAWING_SIZE = 64  # pixels of a rendered glyph (the benchmark trains at 64 px)
+
+
+# ----------------------------------------------------------------------------- sources
+def fontawesome_metadata():
+    """{icon name: {"terms": [...], "styles": {style: svg text}}} and {icon: [category labels]}."""
+    folder = SOURCES / "fontawesome"
+    if not (folder / "icons.json").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(folder),
+                        FONTAWESOME], check=True)
+        wheel = next(folder.glob("fontawesome_free-*.whl"))
+        with zipfile.ZipFile(wheel) as archive:
+            icons = json.loads(archive.read("fontawesome-free/static/fontawesome_free/.icons-cache.json"))
+            categories = archive.read("fontawesome-free/static/fontawesome_free/js-packages/@fortawesome/"
+                                      "fontawesome-free/metadata/categories.yml").decode()
+        (folder / "categories.yml").write_text(categories)
+        (folder / "icons.json").write_text(json.dumps(icons))
+        wheel.unlink()
+    import yaml
+
+    icons = json.loads((folder / "icons.json").read_text())
+    category_of = {}
+    for category in yaml.safe_load((folder / "categories.yml").read_text()).values():
+        for icon in category["icons"]:
+            category_of.setdefault(icon, []).append(category["label"].lower())
+    return icons, category_of
+
+
+def debian_package(package):
+    """Unpack a Debian package's files into SOURCES/debian once; returns that root."""
+    root = SOURCES / "debian"
+    marker = root / f".{package}"
+    if not marker.exists():
+        downloads = SOURCES / "deb"
+        downloads.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", "-o", "APT::Sandbox::User=root", package], check=True, cwd=downloads)
+        deb = next(downloads.glob(f"{package}_*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+        deb.unlink()
+        marker.touch()
+    return root
+
+
+# ----------------------------------------------------------------------------- splitting
+def split_items(items, test_share, seed):
+    """Item names for training and for testing, at random; variants of an item stay together."""
+    names = sorted(items)
+    order = np.random.default_rng(seed).permutation(len(names))
+    test_count = round(len(names) * test_share)
+    return [names[i] for i in order[test_count:]], [names[i] for i in order[:test_count]]
+
+
+def vocabulary_of(tag_lists, min_items):
+    counts = Counter(tag for tags in tag_lists for tag in set(tags))
+    return {tag for tag, count in counts.items() if count >= min_items}
+
+
+def write_item_pictures(folder, pictures_of, tags_of, names, vocabulary, limit, seed):
+    """Write the pictures of `names` (each picture a PIL image) with their vocabulary tags, up to
+    `limit` pictures; items without any kept tag are left out."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    written = 0
+    for name in names:
+        tags = [tag for tag in tags_of[name] if tag in vocabulary]
+        if not tags:
+            continue
+        for number, picture in enumerate(pictures_of(name, rng)):
+            if written >= limit:
+                return written
+            path = folder / f"{re.sub(r'[^a-zA-Z0-9_-]', '_', name)}_{number}.png"
+            picture.save(path)
+            write_text_atomically(default_tag_file(path), format_tags(sorted(set(tags))))
+            written += 1
+    return written
+
+
+# ----------------------------------------------------------------------------- fontawesome
+def render_glyph(svg, rng, jitter):
+    """A glyph as a 64-px RGBA drawing on a transparent background, in a random dark colour and,
+    with jitter, at a random scale and position."""
+    import cairosvg
+
+    colour = "#%02x%02x%02x" % tuple(rng.integers(0, 140, 3))
+    svg = svg.replace("<path ", f'<path fill="{colour}" ', 1) if "fill=" not in svg else svg
+    scale = rng.uniform(0.6, 0.95) if jitter else 0.8
+    side = max(8, round(DRAWING_SIZE * scale))
+    png = cairosvg.svg2png(bytestring=svg.encode(), output_width=side, output_height=side)
+    glyph = Image.open(io.BytesIO(png)).convert("RGBA")
+    canvas = Image.new("RGBA", (DRAWING_SIZE, DRAWING_SIZE), (0, 0, 0, 0))
+    room = DRAWING_SIZE - side
+    offset = (int(rng.integers(0, room + 1)), int(rng.integers(0, room + 1))) if jitter else (room // 2,) * 2
+    canvas.paste(glyph, offset, glyph)
+    return canvas
+
+
+def fontawesome_set(out, seed, train_limit, test_limit):
+    icons, category_of = fontawesome_metadata()
+    tags_of, svgs_of = {}, {}
+    for name, icon in icons.items():
+        styles = {style: svg["raw"] for style, svg in icon["svg"].items() if style != "brands"}
+        if not styles:
+            continue  # brand logos: their terms are mostly the brand's own name
+        terms = [term.lower() for term in (icon.get("search") or {}).get("terms") or [] if isinstance(term, str)]
+        tags_of[name] = terms + category_of.get(name, [])
+        svgs_of[name] = styles
+    train_names, test_names = split_items(tags_of, 0.3, seed)
+    vocabulary = vocabulary_of((tags_of[name] for name in train_names), MIN_TAG_ITEMS["fontawesome"])
+    # Two training drawings per style and one test drawing per style: glyphs differ in colour, size and place
+    def pictures(jitter, repeats):
+        return lambda name, rng: [render_glyph(svg, rng, jitter) for svg in svgs_of[name].values()
+                                  for _ in range(repeats)]
+
+    return (write_item_pictures(out / "train", pictures(True, 2), tags_of, train_names, vocabulary, train_limit, seed),
+            write_item_pictures(out / "test", pictures(False, 1), tags_of, test_names, vocabulary, test_limit, seed))
+
+
+# ----------------------------------------------------------------------------- icon themes
+def theme_icons(root, theme):
+    """{icon name: (context, picture path, [alias names])} for one theme, at about 48-64 px."""
+    base = root / "usr/share/icons" / theme
+    candidates = [base / "base/64x64", base / "48x48"] if theme != "elementary-xfce" else []
+    found = {}
+    if theme == "elementary-xfce":
+        contexts = [(folder.name, folder / "48") for folder in sorted(base.iterdir()) if (folder / "48").is_dir()]
+    else:
+        size_folder = next(folder for folder in candidates if folder.is_dir())
+        contexts = [(folder.name, folder) for folder in sorted(size_folder.iterdir()) if folder.is_dir()]
+    for context, folder in contexts:
+        for path in sorted(folder.glob("*.png")):
+            target = path.resolve()
+            if not target.exists():
+                continue
+            context = CONTEXT_NAMES.get(context, context)
+            icon = found.setdefault(target.stem, (context, target, []))
+            if path.is_symlink():
+                icon[2].append(path.stem)
+    return found
+
+
+CONTEXT_NAMES = {"mimes": "mimetypes"}  # elementary's folder name for the others' "mimetypes"
+NAME_WORDS_IGNORED = {"x", "gnome", "kde", "org", "symbolic", "application", "applications", "the", "and"}
+
+
+def name_words(name):
+    return [word for word in re.split(r"[-_.+ ]", name.lower())
+            if len(word) > 1 and not word.isdigit() and word not in NAME_WORDS_IGNORED]
+
+
+def icons_set(out, seed, train_limit, test_limit):
+    pictures_of, tags_of = {}, {}
+    for package, theme in ICON_THEMES.items():
+        for name, (context, path, aliases) in theme_icons(debian_package(package), theme).items():
+            pictures_of.setdefault(name, []).append(path)
+            words = [context] + name_words(name) + [word for alias in aliases for word in name_words(alias)]
+            tags_of[name] = sorted(set(tags_of.get(name, [])) | set(words))
+    train_names, test_names = split_items(tags_of, 0.3, seed)
+    vocabulary = vocabulary_of((tags_of[name] for name in train_names), MIN_TAG_ITEMS["icons"])
+
+    def pictures(name, rng):
+        return [Image.open(path).convert("RGBA").resize((DRAWING_SIZE, DRAWING_SIZE), Image.LANCZOS)
+                for path in pictures_of[name]]
+
+    return (write_item_pictures(out / "train", pictures, tags_of, train_names, vocabulary, train_limit, seed),
+            write_item_pictures(out / "test", pictures, tags_of, test_names, vocabulary, test_limit, seed))
+
+
+def digits_set(out, seed, train_limit, test_limit):
+    write_mosaics(out / "train", train_limit, seed, part=0, hard=True)
+    write_mosaics(out / "test", test_limit, seed, part=1, hard=True)
+    return train_limit, test_limit
+
+
+BUILDERS = {"digits": digits_set, "fontawesome": fontawesome_set, "icons": icons_set}
+
+
+def write_set(name, out, seed, train_limit=1000, test_limit=400):
+    """Write OUT/train and OUT/test for one set; returns (training, test) picture counts."""
+    out = Path(out)
+    for part in ("train", "test"):
+        shutil.rmtree(out / part, ignore_errors=True)
+    return BUILDERS[name](out, seed, train_limit, test_limit)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", help="folder to write train/ and test/ into")
+    parser.add_argument("--set", choices=SETS, required=True, help="which data set")
+    parser.add_argument("--seed", type=int, default=0, help="which items are test items, and the renderings")
+    parser.add_argument("--train", type=int, default=1000, help="at most this many training pictures")
+    parser.add_argument("--test", type=int, default=400, help="at most this many test pictures")
+    args = parser.parse_args()
+    counts = write_set(args.set, args.out, args.seed, args.train, args.test)
+    print(f"wrote {counts[0]} training and {counts[1]} test pictures of '{args.set}' to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
