@@ -44,11 +44,11 @@ num_epochs = 10  # passes over the training images
 batch_size = 32  # images per optimizer step; lower it if you run out of (GPU) memory
 image_size = 224  # pixels: every image is resized to image_size x image_size
 learning_rate = 3e-3  # AdamW's peak step size, reached after the warm-up, then decayed along a cosine
-backbone_lr = "auto"  # the pretrained layers' learning rate as a share of --lr; auto: 0.1 pretrained, 1 from scratch
+backbone_lr = "auto"  # the pretrained layers' learning rate as a share of --lr; auto: 0.3 pretrained, 1 from scratch
 warmup_fraction = 0.1  # share of all steps spent raising the learning rate from zero
 weight_decay = 0.05  # AdamW's weight decay, for weights only (never biases or normalisation layers)
 augment = "off"  # on: random crops, flips and colour changes (in 10-epoch runs they cost quality) | off
-loss = "asl"  # asl (Asymmetric Loss: +2 mAP points over bce in bench/quality.py) | bce (binary cross-entropy)
+loss = "asl"  # asl (Asymmetric Loss: +2 to +5 mAP points over bce, bench/README.md) | bce (binary cross-entropy)
 arch = DEFAULT_ARCH  # any torchvision classifier: resnet18/34/50/101/152, efficientnet_b0, convnext_tiny, ...
 weights = "imagenet"  # imagenet (downloaded once) | none (train from scratch) | PATH to a .pth file
 val_fraction = 0.1  # share of the images held out to pick the best epoch and calibrate thresholds
@@ -86,7 +86,7 @@ def get_args_parser():
     add("--image-size", type=int, default=image_size, help="input side in pixels (.env: IMAGE_SIZE)")
     add("--lr", type=float, default=learning_rate, help="peak learning rate (.env: LEARNING_RATE)")
     add("--backbone-lr", default=backbone_lr, type=backbone_lr_setting,
-        help="learning rate of every layer but the new last one, as a share of --lr; auto: 0.1 with pretrained "
+        help="learning rate of every layer but the new last one, as a share of --lr; auto: 0.3 with pretrained "
              "weights, 1 from scratch (.env: BACKBONE_LR)")
     add("--warmup", type=float, default=warmup_fraction, help="share of the steps spent warming up")
     add("--weight-decay", type=float, default=weight_decay, help="AdamW weight decay")

@@ -1,14 +1,16 @@
 """Tagging quality in a fixed budget: train.py's defaults against plain training loops, on real
 pictures with human-written tags, from scratch and when fine-tuning pretrained weights.
 
-    python bench/quality.py --suite              # every set, 2 seeds, both modes: the tables of bench/README.md
-    python bench/quality.py --suite --mode scratch --sets icons --seeds 0
-    python bench/quality.py --suite --extra "bce=--loss bce"      # add train.py with other flags
-    python bench/quality.py --set digits --seed 2                   # one set, one seed, from scratch
+    python bench/quality.py --suite                 # every set, 2 seeds, both modes: bench/README.md's tables
+    python bench/quality.py --suite --mode scratch --sets icons --seeds 0 --quick
+    python bench/quality.py --suite --extra "bce=--loss bce"             # train.py with other flags too
+    python bench/quality.py --suite --extra "finetune:lr1=--backbone-lr 1"   # ... in one mode only
+    python bench/quality.py --set digits --seed 2                      # one set, one seed, from scratch
+    python bench/quality.py --results runs.json                        # the tables of an --out file again
 
 The sets (bench/real_sets.py) are digit mosaics, Font Awesome glyphs and Debian theme icons;
 every test item is one that training never saw. Fine-tuning starts from the stand-in for
-ImageNet weights made by bench/pretrain.py, on FINETUNE_TRAIN training pictures per set.
+ImageNet weights made by bench/pretrain.py, on 500 training pictures per set (1,000 from scratch).
 Every contestant trains resnet18 at 64 px for 10 epochs, each in a fresh process of its own,
 one after another, and is timed from that process's start to its exit:
 
@@ -18,6 +20,7 @@ one after another, and is timed from that process's start to its exit:
     plain fine-tune   the same at 1e-3 and batch 32, from the pretrained backbone with a new last layer
     head-only Adam    the original tool's recipe: the backbone frozen, Adam at 1e-3 on the last layer
     freeze-backbone   python train.py --freeze-backbone
+    fp32              python train.py --precision fp32: the defaults on a CPU without bf16 units
 
 Each set gets a table (means over the seeds), then each contestant its mean gain over the plain
 loop of its mode, over sets and seeds. Timings are only comparable when nothing else runs.
@@ -176,7 +179,10 @@ def contestants(mode, extra, references=True):
         if references:
             listed += [("head-only Adam", plain_loop, ["--lr", "1e-3", "--batch-size", "32", "--head-only"]),
                        ("freeze-backbone", run_multitag_trainer, ["--freeze-backbone"])]
-    return listed + [(name, run_multitag_trainer, flags.split()) for name, flags in extra]
+    if references:  # the defaults on a CPU without bf16 units, where the plain loop runs as it always does
+        listed += [("fp32", run_multitag_trainer, ["--precision", "fp32"])]
+    return listed + [(name.split(":", 1)[-1], run_multitag_trainer, flags.split()) for name, flags in extra
+                     if ":" not in name or name.split(":", 1)[0] == mode]
 
 
 # ----------------------------------------------------------------------------- the suite
@@ -254,10 +260,11 @@ def main():
     parser.add_argument("--weights", type=Path, default=default_weights_path(ARCH),
                         help="pretrained stand-in for fine-tuning (bench/pretrain.py writes it)")
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=FLAGS",
-                        help='another contestant: train.py with these flags, e.g. "bce=--loss bce"')
+                        help='another contestant: train.py with these flags, e.g. "bce=--loss bce"; '
+                             '"finetune:NAME=FLAGS" or "scratch:NAME=FLAGS" for one mode only')
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs for every contestant")
     parser.add_argument("--quick", action="store_true",
-                        help="fine-tuning: leave out the head-only and --freeze-backbone references")
+                        help="only the plain loop and train.py's defaults (no fp32, head-only or --freeze-backbone)")
     parser.add_argument("--threads", type=int, help="CPU threads per contestant (default: all)")
     parser.add_argument("--out", type=Path, help="also write every result as JSON here")
     parser.add_argument("--keep", type=Path, help="keep every set and model in this folder (for bench/thresholds.py)")

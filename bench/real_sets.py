@@ -6,8 +6,8 @@ install offline, each split so that every test item is one that training never s
 | set         | pictures                                              | tags (human-written)                  |
 |-------------|-------------------------------------------------------|---------------------------------------|
 | digits      | 3x3 mosaics of scikit-learn's handwritten digits       | 14, dense: digits, parity, repeat ... |
-| fontawesome | Font Awesome's glyphs, solid and regular style, RGBA   | ~150, sparse long tail: search terms  |
-| icons       | full-colour icons of 3 Debian themes (Oxygen, GNOME,   | ~60: context folder and the words of  |
+| fontawesome | Font Awesome's glyphs, solid and regular style, RGBA   | ~130, sparse long tail: search terms  |
+| icons       | full-colour icons of 3 Debian themes (Oxygen, GNOME,   | ~130: context folder and the words of |
 |             | elementary), RGBA                                      | the icon's names and aliases          |
 
 An item is one glyph (fontawesome) or one icon name (icons); all its pictures, whatever their
@@ -46,7 +46,7 @@ ICON_THEMES = {"oxygen-icon-theme": "oxygen", "gnome-icon-theme": "gnome",
                "elementary-xfce-icon-theme": "elementary-xfce"}
 PRETRAINING_THEME = "papirus-icon-theme"
 # A tag is kept when at least this many training items carry it: Font Awesome's search terms
-# then number ~130, in a long tail, and the icons' folder and name words ~100
+# then number ~130, in a long tail, and the icons' folder and name words ~130 too
 MIN_TAG_ITEMS = {"fontawesome": 8, "icons": 5}
 DRAWING_SIZE = 64  # pixels of a rendered glyph (the benchmark trains at 64 px)
 
@@ -170,19 +170,18 @@ def fontawesome_set(out, seed, train_limit, test_limit):
 def theme_icons(root, theme):
     """{icon name: (context, picture path, [alias names])} for one theme, at about 48-64 px."""
     base = root / "usr/share/icons" / theme
-    candidates = [base / "base/64x64", base / "48x48"] if theme != "elementary-xfce" else []
-    found = {}
-    if theme == "elementary-xfce":
+    if theme == "elementary-xfce":  # CONTEXT/SIZE/NAME.png
         contexts = [(folder.name, folder / "48") for folder in sorted(base.iterdir()) if (folder / "48").is_dir()]
-    else:
-        size_folder = next(folder for folder in candidates if folder.is_dir())
-        contexts = [(folder.name, folder) for folder in sorted(size_folder.iterdir()) if folder.is_dir()]
+    else:  # SIZE/CONTEXT/NAME.png (Oxygen keeps its sizes in base/)
+        sizes = next(folder for folder in (base / "base/64x64", base / "48x48") if folder.is_dir())
+        contexts = [(folder.name, folder) for folder in sorted(sizes.iterdir()) if folder.is_dir()]
+    found = {}
     for context, folder in contexts:
+        context = CONTEXT_NAMES.get(context, context)
         for path in sorted(folder.glob("*.png")):
             target = path.resolve()
             if not target.exists():
                 continue
-            context = CONTEXT_NAMES.get(context, context)
             icon = found.setdefault(target.stem, (context, target, []))
             if path.is_symlink():
                 icon[2].append(path.stem)

@@ -65,14 +65,16 @@ def fold_thresholds_into_head(model, thresholds):
 
 SMALL_INPUT_LIMIT = 96  # pixels: at or below this, --small-input auto adapts a ResNet to the small pictures
 SMALL_INPUT_CHOICES = ("auto", "on", "last", "off")
+LAYOUT_OF_CHOICE = {"on": "layer2", "last": "layer4"}
 # How a ResNet was adapted to small inputs, as the checkpoint records it ("small_input"):
 #   "layer2"        the second stage's first block keeps its input's resolution (stride 1), so the
-#                   last three stages work at twice the resolution: what --small-input chooses
+#                   last three stages work at twice the resolution (--small-input on)
+#   "layer4"        only the last stage's first block keeps its input's resolution: a 4 x 4 grid at the
+#                   end for about a quarter more arithmetic (--small-input last, what auto chooses)
 #   "stem_maxpool"  the max-pool after the first convolution was removed, so every stage works at
 #                   twice the resolution: models from earlier versions (their "stem_maxpool_removed")
-#   "layer4"        only the last stage's first block keeps its input's resolution: a 4 x 4 grid at the
-#                   end for about a third more arithmetic (--small-input last)
-SMALL_INPUT_LAYOUTS = ("layer2", "layer4", "stem_maxpool")
+UNSTRIDED_STAGES = ("layer2", "layer4")
+SMALL_INPUT_LAYOUTS = (*UNSTRIDED_STAGES, "stem_maxpool")
 
 
 def is_resnet(model):
@@ -83,23 +85,26 @@ def small_input_layout(setting, arch, image_size, pretrained=False, fast_arithme
     """The small-input layout a run uses (None: the network as torchvision builds it).
 
     A ResNet shrinks its input 32-fold; at 64 px its last layers see a 2 x 2 grid, and small
-    details are gone before they get there. Keeping the second stage at the first one's resolution
-    doubles what the last three stages see (a 4 x 4 grid at the end) for about twice the
-    arithmetic. From scratch that was worth about 10 mAP points on the digit mosaics
-    (bench/README.md). 'auto' does it for inputs of SMALL_INPUT_LIMIT px or less, but only
+    details are gone before they get there. Keeping the last stage at the resolution of the one
+    before ("last") gives a 4 x 4 grid at the end for about a quarter more arithmetic; keeping
+    the second stage at the first one's ("on") doubles what the last three stages see for about
+    twice the arithmetic. 'auto' chooses "last" for inputs of SMALL_INPUT_LIMIT px or less, but
+    only
     - from scratch: pretrained filters learned their scales in the standard layout, and on the
-      suite's fine-tuning sets the layout gained nothing for 1.5 times the time;
-    - with fast_arithmetic (bf16 or fp16): in fp32 on a CPU the doubled arithmetic makes a run
-      slower than a plain training loop, which the defaults must not be."""
+      suite's fine-tuning sets unstriding gained little for 1.6 times the time;
+    - with fast_arithmetic (bf16 or fp16): in fp32 on a CPU the extra arithmetic would make a
+      run slower than a plain training loop, which the defaults must not be.
+    "on" ranked better still on the digit mosaics, but took 1.1 to 1.2 times a plain loop's time
+    on a CPU (bench/README.md)."""
     if setting == "off":
         return None
     with torch.device("meta"):  # builds the network's structure only, allocating nothing
         resnet = is_resnet(models.get_model(arch, weights=None))
-    if setting in ("on", "last") and not resnet:
+    if setting in LAYOUT_OF_CHOICE and not resnet:
         raise UserError(f"--small-input {setting} is for ResNet-family networks, which {arch} is not; leave it at "
                         "auto")
-    if setting in ("on", "last"):
-        return "layer2" if setting == "on" else "layer4"
+    if setting in LAYOUT_OF_CHOICE:
+        return LAYOUT_OF_CHOICE[setting]
     wanted = image_size <= SMALL_INPUT_LIMIT and not pretrained and fast_arithmetic
     return "layer4" if resnet and wanted else None
 
@@ -109,7 +114,7 @@ def apply_small_input_layout(model, layout):
     pretrained and saved weights fit either way."""
     if layout == "stem_maxpool":
         model.maxpool = nn.Identity()
-    elif layout in ("layer2", "layer4"):
+    elif layout in UNSTRIDED_STAGES:
         for module in getattr(model, layout)[0].modules():  # the block's strided convolution and its shortcut's
             if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
                 module.stride = (1, 1)
@@ -123,7 +128,7 @@ def small_input_layout_of(model):
         return None
     if isinstance(model.maxpool, nn.Identity):
         return "stem_maxpool"
-    for layout in ("layer2", "layer4"):
+    for layout in UNSTRIDED_STAGES:
         strides = [module.stride for module in getattr(model, layout)[0].modules() if isinstance(module, nn.Conv2d)]
         if (2, 2) not in strides:
             return layout

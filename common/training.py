@@ -16,7 +16,7 @@ from common.model import classifier_head_name, fold_batchnorm, is_pretrained, se
 from common.precision import autocast
 
 LOSS_CHOICES = ("bce", "asl")
-PRETRAINED_BACKBONE_LR_FACTOR = 0.1  # --backbone-lr auto with pretrained weights
+PRETRAINED_BACKBONE_LR_FACTOR = 0.3  # --backbone-lr auto with pretrained weights (bench/README.md)
 
 
 class AsymmetricLoss(nn.Module):

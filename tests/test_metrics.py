@@ -105,3 +105,17 @@ def test_tag_report_rows_match_sklearn_and_come_worst_first(predictions):
     assert row["precision"] == pytest.approx(precision_score(targets[:, 1], scores[:, 1] >= 0.5))
     assert row["recall"] == pytest.approx(recall_score(targets[:, 1], scores[:, 1] >= 0.5))
     assert row["ap"] == pytest.approx(average_precision_score(targets[:, 1], scores[:, 1]))
+
+
+def test_the_shared_threshold_serves_rare_tags_too_not_only_the_common_ones():
+    generator = np.random.default_rng(5)
+    targets = (generator.random((400, 5)) < [0.5, 0.03, 0.03, 0.03, 0.03]).astype(int)
+    # the common tag separates at about 0.5; the rare ones only at about 0.2
+    centre = np.where(np.arange(5) == 0, 0.3, 0.1)
+    scores = np.clip(centre + np.where(np.arange(5) == 0, 0.4, 0.2) * targets
+                     + generator.normal(0, 0.05, targets.shape), 0, 1)
+    for_micro = calibrate_thresholds(targets, scores, prior_positives=np.inf, shared_for="micro")
+    for_both = calibrate_thresholds(targets, scores, prior_positives=np.inf)
+    assert len(set(for_micro)) == len(set(for_both)) == 1  # an infinite prior: the shared threshold alone
+    assert for_both[0] < for_micro[0]
+    assert evaluate(targets, scores, for_both)["macro_f1"] > evaluate(targets, scores, for_micro)["macro_f1"] + 0.1

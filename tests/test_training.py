@@ -59,8 +59,8 @@ def test_pretrained_layers_learn_at_their_share_of_the_rate_through_the_whole_sc
     assert len(rate_of) == len(list(model.parameters()))  # every parameter is in exactly one group
 
 
-@pytest.mark.parametrize("text, weights, factor", [("auto", "none", 1.0), ("auto", "models/pretrained.pth", 0.1),
-                                                   ("AUTO", "imagenet", 0.1), ("0.3", "imagenet", 0.3),
+@pytest.mark.parametrize("text, weights, factor", [("auto", "none", 1.0), ("auto", "models/pretrained.pth", 0.3),
+                                                   ("AUTO", "imagenet", 0.3), ("0.1", "imagenet", 0.1),
                                                    ("0", "none", 0.0), ("1", "imagenet", 1.0)])
 def test_backbone_rate_auto_slows_only_pretrained_layers(text, weights, factor):
     args = SimpleNamespace(backbone_lr=backbone_lr_setting(text), weights=weights)
