@@ -12,6 +12,7 @@ pictures, the pretrained filters meet objects smaller than the ones they learned
 """
 
 import argparse
+import io
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from PIL import Image
 from torchvision import models
 from torchvision.transforms import v2
 
@@ -38,9 +40,7 @@ def default_weights_path(arch):
 
 def render_icons(class_count, resolution, seed):
     """uint8 pictures (classes x 3 sizes) and their class numbers."""
-    import cairosvg
-    from PIL import Image
-    import io
+    import cairosvg  # a benchmark requirement only (bench/requirements.txt)
 
     base = debian_package(PRETRAINING_THEME) / "usr/share/icons/Papirus"
     names = sorted(set.intersection(*({path.name for path in (base / size / "apps").glob("*.svg")
