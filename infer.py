@@ -12,8 +12,6 @@ an environment variable, else .env, else the block below.
 """
 
 import contextlib
-import csv
-import io
 import json
 import os
 import time
@@ -23,26 +21,20 @@ import common.idle_threads  # noqa: F401  (first: quiet Ctrl-C, and OpenMP threa
 import numpy as np
 from tqdm.auto import tqdm
 
-from common.checkpoint import load_model_file, make_checkpoint, model_from_checkpoint, read_tag_list, save_checkpoint
-from common.dataset import (
-    UnreadableImages,
-    default_tag_file,
-    format_tags,
-    merge_into_tag_file,
-    read_tag_file,
-    scan_folder,
-    short_list,
-    tag_file_names,
-)
-from common.device import DEVICE_CHOICES, describe_device, pick_device
-from common.distributed import (contiguous_shard, gather_objects, join_parts, part_path, start_processes,
+from common.checkpoint import load_model_file
+from common.dataset import UnreadableImages
+from common.device import DEVICE_CHOICES, describe_device
+from common.distributed import (contiguous_shard, gather_objects, start_processes,
                                 stop_processes, sum_across_processes)
 from common.errors import UserError, exit_on_user_error
-from common.files import atomic_write, ensure_writable_folder, write_text_atomically
-from common.inference import Tagger, evaluate_tagger, make_tag_chooser
+from common.files import ensure_writable_folder
+from common.folder_scan import scan_folder, short_list
+from common.export import convert_or_export
+from common.inference import Tagger, check_tag_list, evaluate_tagger, make_tag_chooser, read_tag_filter
 from common.precision import PRECISION_CHOICES, resolve_precision
-from common.reports import format_tag_report
+from common.reports import format_tag_report, join_tables, open_tables
 from common.settings import SettingsParser, require
+from common.tagfiles import read_tag_file, write_sidecar
 
 # ----------------------------------------------------------------------------- settings
 # The defaults. A flag, an environment variable or a .env key (in that order) overrides each one.
@@ -93,57 +85,6 @@ def get_args_parser():
     return parser
 
 
-def read_tag_filter(path_setting, known_tags, what, default_path=None):
-    """The set of tags in a whitelist or blacklist file, or None when there is no such file."""
-    path = Path(path_setting or default_path or "")
-    if not path_setting and not (default_path and path.is_file()):
-        return None
-    if not path.is_file():
-        raise UserError(f"{what} {path} does not exist: fix --{what} / {what.upper()}, or remove the setting")
-    listed = set(read_tag_file(path))
-    unknown = sorted(listed - set(known_tags))
-    if unknown:
-        print(f"warning: {len(unknown)} tag(s) in {what} {path} are unknown to the model: "
-              f"{', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
-    print(f"{what}: {len(listed & set(known_tags))} of the model's {len(known_tags)} tags, from {path}")
-    return listed
-
-
-def check_tag_list(tags_setting, checkpoint):
-    """A checkpoint carries its tags; a separate TAGS file must agree with them."""
-    tags = checkpoint["tags"]
-    if not tags_setting or "converted_from" in checkpoint["settings"]:
-        return
-    path = Path(tags_setting)
-    if not path.is_file():
-        print(f"note: tag list {path} not found; using the {len(tags)} tags stored in the model")
-        return
-    listed = read_tag_list(path)
-    if len(listed) != len(tags):
-        raise UserError(f"tag list {path} has {len(listed)} tags but the model was trained on {len(tags)}: they "
-                        "belong to different models. Point TAGS / --tags at the list saved with this model, or "
-                        "leave it unset.")
-    if listed != tags:
-        print(f"warning: tag list {path} differs from the model's own list; using the model's")
-
-
-def new_sidecar_path(image, style, stems_taken):
-    """NAME.EXT.txt, or NAME.txt with --sidecar-style stem unless another image has the same stem."""
-    if style == "stem" and stems_taken.get((image.parent, image.stem), 0) < 2:
-        return image.with_name(tag_file_names(image.name)[1])
-    return default_tag_file(image)
-
-
-def write_sidecar(image, existing_tag_file, tags, args, stems_taken):
-    """Write the image's tags, or merge them into its sidecar; returns 'written' or 'merged'."""
-    if args.merge and existing_tag_file is not None:
-        merge_into_tag_file(existing_tag_file, tags)
-        return "merged"
-    path = existing_tag_file or new_sidecar_path(image, args.sidecar_style, stems_taken)
-    write_text_atomically(path, format_tags(tags, args.sep.replace("\\n", "\n")))
-    return "written"
-
-
 def images_to_run(scan, args):
     """Every image with --overwrite, --merge, --evaluate or a table (CSV, JSONL) to fill; else only the
     images without a sidecar, so that a second run continues where an interrupted one stopped."""
@@ -152,38 +93,6 @@ def images_to_run(scan, args):
     if args.overwrite or args.merge or args.csv or args.jsonl:
         return scan.images
     return [image for image in scan.images if image not in scan.tag_file_of]
-
-
-def csv_header(tags):
-    line = io.StringIO(newline="")
-    csv.writer(line).writerow(["file", *tags])
-    return line.getvalue()
-
-
-def open_tables(stack, args, tags, processes):
-    """The optional CSV and JSONL writers; each file is streamed and only put in place once complete.
-    Under torchrun each process writes its own part, and the main process joins them afterwards."""
-    def where(path):
-        return part_path(path, processes) if processes.is_distributed else path
-
-    csv_writer = jsonl_file = None
-    if args.csv:
-        csv_file = stack.enter_context(atomic_write(where(args.csv), "w", newline=""))
-        csv_writer = csv.writer(csv_file)
-        if not processes.is_distributed:  # join_tables writes the header of the joined file
-            csv_file.write(csv_header(tags))
-    if args.jsonl:
-        jsonl_file = stack.enter_context(atomic_write(where(args.jsonl), "w"))
-    return csv_writer, jsonl_file
-
-
-def join_tables(args, tags, processes):
-    """Under torchrun: the main process puts the processes' parts together, in the folder's order."""
-    if processes.is_distributed:
-        if args.csv:
-            join_parts(args.csv, processes, header=csv_header(tags))
-        if args.jsonl:
-            join_parts(args.jsonl, processes)
 
 
 def tag_images(tagger, scan, pending, args, choose, unreadable, processes):
@@ -231,27 +140,6 @@ def evaluate_folder(tagger, scan, pending, args, thresholds, unreadable):
               f"macro-F1 {scores['macro_f1']:.3f}\nper tag, worst first:\n"
               f"{format_tag_report(report, limit=len(report))}")
     return scores["images"] if scores else 0  # over every process: evaluate_tagger gathers their predictions
-
-
-def convert_or_export(checkpoint, args):
-    """--save-as and --export-onnx: write the model in another form instead of tagging."""
-    if args.save_as:
-        if Path(args.save_as).exists():
-            raise UserError(f"{args.save_as} already exists; remove it or choose another --save-as path")
-        model = model_from_checkpoint(checkpoint, pick_device("cpu"))
-        fields = {key: checkpoint[key] for key in ("arch", "tags", "thresholds", "image_size", "mean", "std",
-                                                   "settings", "metrics", "epoch")}
-        save_checkpoint(make_checkpoint(model, **fields), args.save_as)
-        print(f"saved {args.model} as a multitag-trainer checkpoint ({checkpoint['arch']}, "
-              f"{len(checkpoint['tags'])} tags, {checkpoint['image_size']} px) to {args.save_as}")
-    if args.export_onnx:
-        from common.export import export_onnx
-
-        ensure_writable_folder(Path(args.export_onnx).resolve().parent, "ONNX file")
-        export_onnx(checkpoint, args.export_onnx)
-        print(f"exported {args.model} to {args.export_onnx}: input 'images' (N, 3, {checkpoint['image_size']}, "
-              f"{checkpoint['image_size']}) normalised, output 'probabilities' (N, {len(checkpoint['tags'])}); "
-              "0.5 is each tag's decision; tags and preprocessing are in the metadata")
 
 
 def check_options(args):

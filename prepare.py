@@ -19,24 +19,14 @@ from pathlib import Path
 import common  # noqa: F401  (first: a quiet Ctrl-C even while torch loads)
 from tqdm import tqdm
 
-from common.dataset import (
-    default_tag_file,
-    describe_pairing_problems,
-    describe_read_error,
-    find_tag_file,
-    is_junk,
-    merge_into_tag_file,
-    parse_tags,
-    read_tag_file,
-    read_tags_of,
-    scan_folder,
-    short_list,
-)
+from common.dataset import describe_read_error
 from common.demo import write_demo_dataset
 from common.errors import UserError, exit_on_user_error
 from common.files import atomic_write
+from common.folder_scan import describe_pairing_problems, is_junk, read_tags_of, scan_folder, short_list
 from common.images import is_image_file, open_image
 from common.settings import environment_setting
+from common.tagfiles import default_tag_file, find_tag_file, merge_into_tag_file, parse_tags, read_tag_file
 
 # ----------------------------------------------------------------------------- settings
 min_tag_count = 5  # `check` lists tags seen on fewer images than this: too few to learn well

@@ -8,7 +8,6 @@
 Each setting comes from its flag, else an environment variable, else .env, else the block below.
 """
 
-import json
 import math
 import os
 import sys
@@ -17,26 +16,26 @@ from pathlib import Path
 
 import common  # noqa: F401  (first: a quiet Ctrl-C even while torch loads)
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
 
 from common.checkpoint import load_training_state
-from common.dataset import (ImageTagDataset, UnreadableImages, build_vocabulary, collate_readable,
-                            default_tag_file, describe_pairing_problems, no_readable_images, read_tag_file,
-                            read_tags_of, scan_folder, split_train_validation, tag_matrix)
+from common.dataset import UnreadableImages
 from common.demo import write_demo_dataset
 from common.device import DEVICE_CHOICES, describe_device
-from common.distributed import (LR_SCALING_CHOICES, all_agree, contiguous_shard, from_main, gather_rows,
-                                start_processes, stop_processes)
+from common.distributed import LR_SCALING_CHOICES, from_main, start_processes, stop_processes
 from common.errors import UserError, exit_on_user_error
-from common.files import ensure_writable_folder, write_text_atomically
-from common.image_cache import cache_size_mb, decode_into_memory
-from common.images import eval_transform, kept_pixels_transform, train_transform
+from common.feature_cache import cache_features
+from common.files import ensure_writable_folder
+from common.folder_scan import load_training_data
+from common.loaders import augments, make_loaders
+from common.losses import LOSS_CHOICES
 from common.model import (DEFAULT_ARCH, SMALL_INPUT_CHOICES, WEIGHT_CHOICES, build_model, classifier_head_name,
                           count_parameters, is_pretrained, small_input_layout)
-from common.settings import SettingsParser, require
-from common.trainer import TrainingRun, finish, fit
+from common.optimizer import backbone_lr_setting
 from common.precision import PRECISION_CHOICES, resolve_precision
-from common.training import LOSS_CHOICES, CachedFeatures, backbone_lr_setting, extract_features
+from common.settings import SettingsParser, require
+from common.split import split_data
+from common.tagfiles import default_tag_file, read_tag_file
+from common.training_loop import TrainingRun, finish, fit
 
 # ----------------------------------------------------------------------------- settings
 # The defaults. A flag, an environment variable or a .env key (in that order) overrides each one.
@@ -129,132 +128,6 @@ def output_paths(args):
               ("last.pth", "metrics.csv", "report.csv", "curves.png", "pr.png", "split.json")}
     return {"model": model, "tags": Path(args.tags) if args.tags else model.with_name(f"{model.stem}.tags.txt"),
             **beside}
-
-
-def load_training_data(args, processes):
-    """Scan the folder, name what cannot be used, drop too-rare tags; return (paths, targets, tags)."""
-    started = time.perf_counter()
-    scan = scan_folder(args.data, recursive=args.recursive)
-    for line in describe_pairing_problems(scan):
-        print(f"warning: {line}")
-    tags_of = read_tags_of(scan, args.index_cache or None, save_index=processes.is_main)
-    if not tags_of:
-        raise UserError(f"found no images with tag files in {args.data}. Each image needs a sidecar such as "
-                        "cat1.jpg.txt (or cat1.txt) holding its tags; `python prepare.py check DIR` explains more.")
-    vocabulary = build_vocabulary(tags_of.values(), args.min_tag_count)
-    dropped = sorted(set(build_vocabulary(tags_of.values())) - set(vocabulary))
-    if dropped:
-        print(f"dropped {len(dropped)} tag(s) on fewer than {args.min_tag_count} images: {', '.join(dropped[:20])}"
-              f"{' ...' if len(dropped) > 20 else ''}")
-    if not vocabulary:
-        raise UserError(f"no tag in {args.data} is on at least {args.min_tag_count} images (--min-tag-count), "
-                        "so there is nothing to learn. Add tags first.")
-    print(f"data: {len(tags_of)} tagged images, {len(vocabulary)} tags, from {args.data} (read in "
-          f"{time.perf_counter() - started:.1f} s{', index: ' + args.index_cache if args.index_cache else ''})")
-    return list(tags_of), tag_matrix(list(tags_of.values()), vocabulary), vocabulary
-
-
-def split_data(args, paths, targets, resume_state, split_path, processes):
-    """Stratified split, or the interrupted run's own when resuming; saved beside the model.
-    (Under torchrun each process computes the same seeded split.)"""
-    root = Path(args.data)
-    if resume_state:
-        position_of = {path.relative_to(root).as_posix(): position for position, path in enumerate(paths)}
-        try:
-            split = [[position_of[name] for name in resume_state["split"][part]] for part in ("train", "validation")]
-        except KeyError as missing:
-            raise UserError(f"{args.data} lost the image {missing} since the interrupted run; start a fresh run "
-                            "without --resume") from None
-    else:
-        split = split_train_validation(targets, args.val_fraction, args.seed)
-    names = {part: [paths[p].relative_to(root).as_posix() for p in positions]
-             for part, positions in zip(("train", "validation"), split)}
-    if processes.is_main:
-        write_text_atomically(split_path, json.dumps({"data": str(root), "seed": args.seed, **names}, indent=1))
-    print(f"split: {len(split[0])} for training, {len(split[1])} for validation (saved in {split_path})")
-    return split, names
-
-
-def augments(args):
-    """Only when asked: in runs of 10 epochs it cost quality from scratch and when fine-tuning alike
-    (bench/README.md). Cached features are computed once, so never augmented."""
-    return args.augment == "on" and not args.freeze_backbone
-
-
-def keeps_images_in_memory(args, image_count, processes, for_training):
-    """Decode once and keep the pixels when they fit in --cache-mb (not under torchrun, where each
-    process would keep a copy, nor for --freeze-backbone, which reads each image once anyway)."""
-    return (for_training and not processes.is_distributed
-            and cache_size_mb(image_count, args.image_size) <= args.cache_mb)
-
-
-def make_loaders(args, paths, targets, split, device, augment, processes, for_training=True):
-    """Training and validation loaders; for_training=False reads the training images once, in order
-    (to compute features from them). Under torchrun each process loads its own share: a fresh
-    random share of the training images each epoch (DistributedSampler), and a fixed consecutive
-    share of the validation images, whose predictions are then gathered."""
-    in_memory = keeps_images_in_memory(args, len(split[0]) + len(split[1]), processes, for_training)
-
-    def images(positions, augmented):
-        dataset = ImageTagDataset([paths[p] for p in positions],
-                                  (train_transform if augmented else eval_transform)(args.image_size),
-                                  targets[positions], decode_size=args.image_size)  # JPEGs decode small
-        if not in_memory:
-            return dataset
-        return decode_into_memory(dataset, args.image_size, kept_pixels_transform(args.image_size, augmented),
-                                  args.workers)
-
-    def loader(dataset, augmented, **options):
-        # Kept pixels that need only normalising are cheaper to prepare here than to receive from workers
-        workers = args.workers if augmented or not in_memory else 0
-        return DataLoader(dataset, batch_size=args.batch_size, num_workers=workers, collate_fn=collate_readable,
-                          pin_memory=device.type == "cuda", persistent_workers=workers > 0, **options)
-
-    # No drop_last: every image is decoded every epoch, so each unreadable one is named in the
-    # first. train_one_epoch leaves out the last, partial batch itself (see full_batches).
-    if not for_training:
-        train_loader = loader(images(contiguous_shard(split[0], processes), augment), augment)
-    elif processes.is_distributed:
-        train_set = images(split[0], augment)
-        sampler = DistributedSampler(train_set, processes.world_size, processes.rank, shuffle=True, seed=args.seed)
-        train_loader = loader(train_set, augment, sampler=sampler)
-    else:
-        train_loader = loader(images(split[0], augment), augment, shuffle=True,
-                              generator=torch.Generator().manual_seed(args.seed))
-    validation = contiguous_shard(split[1], processes)
-    validation_loader = loader(images(validation, False), False) if split[1] else None
-    if in_memory:
-        kept_mb = cache_size_mb(len(split[0]) + len(split[1]), args.image_size)
-        print(f"images: decoded once and kept in memory ({kept_mb:.0f} MB of --cache-mb {args.cache_mb}); later "
-              "epochs decode nothing")
-    return train_loader, validation_loader
-
-
-def cache_features(model, loaders, args, device, precision, unreadable, processes):
-    """--freeze-backbone: run the backbone once over each loader; later epochs train the head alone.
-    Under torchrun each process computes its share and every process gets all the features."""
-    started = time.time()
-    cached = []
-    for loader in loaders:
-        training = loader is loaders[0]
-        features, targets = extract_features(model, loader, device, precision, unreadable) if loader else (None,) * 2
-        if training:  # every process trains on all of them, each on its own share per epoch
-            features, targets = (None, None) if features is None else (features.numpy(), targets.numpy())
-            features, targets = gather_rows(features), gather_rows(targets)
-            features, targets = (None, None) if features is None else map(torch.from_numpy, (features, targets))
-        if not all_agree(features is not None):  # validation: each process keeps its share
-            cached.append(None)
-            continue
-        features = CachedFeatures(features, targets)
-        sampler = (DistributedSampler(features, processes.world_size, processes.rank, shuffle=True, seed=args.seed)
-                   if training and processes.is_distributed else None)
-        cached.append(DataLoader(features, batch_size=args.batch_size, shuffle=training and sampler is None,
-                                 sampler=sampler, collate_fn=collate_readable,
-                                 generator=torch.Generator().manual_seed(args.seed)))
-    if cached[0] is None:
-        raise no_readable_images(args.data)
-    print(f"features: computed once for {len(cached[0].dataset)} training images in {time.time() - started:.0f} s")
-    return cached
 
 
 def confirm_overwrite(model_path, yes, processes):

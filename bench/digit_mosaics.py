@@ -23,8 +23,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
-from common.dataset import default_tag_file, format_tags  # noqa: E402
 from common.files import write_text_atomically  # noqa: E402
+from common.tagfiles import default_tag_file, format_tags
 
 CELL = 32  # pixels per digit cell; a mosaic is 2x2 cells (3x3 with --hard)
 RARE_DIGITS = {7: 0.15, 9: 0.25}  # keep-probability of these digits, so that their tags stay rare

@@ -26,9 +26,14 @@ import train  # noqa: E402
 from bench.digit_mosaics import write_mosaics  # noqa: E402
 from common.dataset import UnreadableImages  # noqa: E402
 from common.distributed import Processes  # noqa: E402
+from common.epoch import predict, train_one_epoch  # noqa: E402
+from common.feature_cache import cache_features  # noqa: E402
+from common.folder_scan import load_training_data  # noqa: E402
+from common.loaders import make_loaders  # noqa: E402
+from common.losses import make_loss  # noqa: E402
 from common.model import build_model, classifier_head_name  # noqa: E402
-from common.training import (make_loss, make_optimizer,  # noqa: E402
-                             make_scheduler, predict, train_one_epoch)
+from common.optimizer import make_optimizer, make_scheduler  # noqa: E402
+from common.split import split_data  # noqa: E402
 
 
 def head_training(model, train_loader, validation_loader, args, device, backbone_every_epoch):
@@ -43,7 +48,7 @@ def head_training(model, train_loader, validation_loader, args, device, backbone
         trained, loaders = model, (train_loader, validation_loader)
     else:
         run_args = argparse.Namespace(batch_size=args.batch_size, seed=0, data="")
-        loaders = train.cache_features(model, (train_loader, validation_loader), run_args, device, "fp32",
+        loaders = cache_features(model, (train_loader, validation_loader), run_args, device, "fp32",
                                        unreadable, Processes())
         trained = head
     scheduler = make_scheduler(optimizer, args.epochs * len(loaders[0]), 0.1)
@@ -74,13 +79,13 @@ def main():
              "--cache-mb", "0"],  # both decode as they read: the baseline every epoch, cached features once
             use_environment=False)
         single = Processes()
-        paths, targets, vocabulary = train.load_training_data(train_args, single)
-        split, _ = train.split_data(train_args, paths, targets, None, Path(temporary) / "split.json", single)
+        paths, targets, vocabulary = load_training_data(train_args, single)
+        split, _ = split_data(train_args, paths, targets, None, Path(temporary) / "split.json", single)
         seconds = {}
         for name, every_epoch in (("backbone every epoch", True), ("cached features", False)):
             torch.manual_seed(0)
             model = build_model(args.arch, len(vocabulary), "none").to(device)
-            loaders = train.make_loaders(train_args, paths, targets, split, device, augment=False,
+            loaders = make_loaders(train_args, paths, targets, split, device, augment=False,
                                          processes=single, for_training=every_epoch)
             seconds[name] = head_training(model, *loaders, args, device, every_epoch)
     print(f"\nfreeze speed: {len(paths)} mosaics, {args.arch} at {args.image_size} px, {args.epochs} epochs of "

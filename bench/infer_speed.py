@@ -35,10 +35,10 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from common.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint  # noqa: E402
-from common.dataset import default_tag_file, format_tags  # noqa: E402
 from common.files import write_text_atomically  # noqa: E402
 from common.images import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from common.model import build_model  # noqa: E402
+from common.tagfiles import default_tag_file, format_tags  # noqa: E402
 
 PHOTO_SIZE = (3000, 2000)  # six megapixels, a typical camera or phone photo
 TAG_COUNT = 100

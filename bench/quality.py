@@ -49,14 +49,8 @@ sys.path.insert(0, str(REPOSITORY))
 from bench.pretrain import default_weights_path  # noqa: E402
 from bench.real_sets import SETS, write_set  # noqa: E402
 from common.checkpoint import load_checkpoint  # noqa: E402
-from common.dataset import (  # noqa: E402
-    ImageTagDataset,
-    build_vocabulary,
-    collate_readable,
-    multi_hot,
-    read_tags_of,
-    scan_folder,
-)
+from common.dataset import ImageTagDataset, collate_readable  # noqa: E402
+from common.folder_scan import build_vocabulary, multi_hot, read_tags_of, scan_folder  # noqa: E402
 from common.images import decode_transform, eval_transform, normalize_transform  # noqa: E402
 from common.metrics import evaluate  # noqa: E402
 

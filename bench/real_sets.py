@@ -36,8 +36,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 from bench.digit_mosaics import write_mosaics  # noqa: E402
-from common.dataset import default_tag_file, format_tags  # noqa: E402
 from common.files import write_text_atomically  # noqa: E402
+from common.tagfiles import default_tag_file, format_tags  # noqa: E402
 
 SETS = ("digits", "fontawesome", "icons")
 SOURCES = Path(__file__).resolve().parent / ".data" / "sources"

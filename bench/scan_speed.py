@@ -61,13 +61,13 @@ def measure(folder, index):
     from argparse import Namespace
 
     sys.path.insert(0, str(REPOSITORY))
-    import train
-    from common.dataset import split_train_validation
     from common.distributed import Processes
+    from common.folder_scan import load_training_data
+    from common.split import split_train_validation
 
     started = time.perf_counter()
     settings = Namespace(data=str(folder), recursive=False, index_cache=index, min_tag_count=1)
-    paths, targets, vocabulary = train.load_training_data(settings, Processes())
+    paths, targets, vocabulary = load_training_data(settings, Processes())
     split_train_validation(targets, 0.1, seed=0)
     seconds = time.perf_counter() - started
     print(json.dumps({"seconds": seconds, "images": len(paths), "tags": len(vocabulary),

@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 from common.checkpoint import load_checkpoint  # noqa: E402
-from common.dataset import collate_readable, multi_hot, read_tags_of, scan_folder  # noqa: E402
+from common.dataset import collate_readable  # noqa: E402
+from common.folder_scan import multi_hot, read_tags_of, scan_folder  # noqa: E402
 from common.inference import Tagger  # noqa: E402
 from common.metrics import CALIBRATION_PRIOR_POSITIVES, calibrate_thresholds, evaluate  # noqa: E402
 

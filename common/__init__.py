@@ -2,24 +2,33 @@
 
 Each concept lives in exactly one module:
 
-    settings    flags, environment variables and .env, in that order of precedence
-    dataset     finding images, reading sidecar tag files, the PyTorch dataset
-    images      opening an image file as RGB, and the train / eval transforms
-    image_cache training images decoded once and kept in memory
-    model       building a torchvision backbone with a multi-label head (small-input layouts,
-                BatchNorm folding)
-    checkpoint  the self-describing model file and the tag-list file
-    training    losses, optimizer, schedule, cached features; trainer: the epoch loop
-    precision   fp32 / bf16 / fp16 per device, and autocast
-    inference   the Tagger that runs a checkpoint fast over a folder; export: ONNX
-    device      picking CUDA, then MPS, then the CPU
-    distributed running as several processes under torchrun (DistributedDataParallel)
-    metrics     mAP, F1 and confusion counts for multi-label predictions
-    reports     CSV tables and plots
-    files       atomic writes, so that an interrupted run never leaves half a file
+    settings      flags, environment variables and .env, in that order of precedence
+    tagfiles      the sidecar tag-file format: naming, reading any encoding, writing and merging
+    folder_scan   pairing a folder's images with tag files, the tag index, vocabulary and tag matrix
+    split         the stratified training / validation split
+    dataset       the PyTorch dataset and the batches that leave unreadable images out
+    images        opening an image file as RGB, and the train / eval transforms
+    image_cache   training images decoded once and kept in memory
+    loaders       a run's training and validation DataLoaders
+    feature_cache --freeze-backbone's backbone features, computed once
+    model         building a torchvision backbone with a multi-label head (small-input layouts,
+                  BatchNorm folding)
+    checkpoint    the self-describing model file and the tag-list file
+    losses        Asymmetric Loss and BCE
+    optimizer     AdamW's parameter groups and the warm-up + cosine schedule
+    epoch         one training epoch and one prediction pass
+    training_loop a whole run: epochs, the best epoch, Ctrl-C and --resume, calibration, reports
+    precision     fp32 / bf16 / fp16 per device, and autocast
+    inference     the Tagger that runs a checkpoint fast over a folder, and tag choice
+    export        converting a model file (--save-as) and ONNX export
+    device        picking CUDA, then MPS, then the CPU
+    distributed   running as several processes under torchrun (DistributedDataParallel)
+    metrics       mAP, F1 and confusion counts for multi-label predictions
+    reports       CSV tables and plots
+    files         atomic writes, so that an interrupted run never leaves half a file
     idle_threads  imported before torch by infer.py alone: OpenMP threads sleep while waiting
-    demo        the generated coloured-shapes dataset behind `train.py --demo`
-    errors      the one exception type whose message is shown without a traceback
+    demo          the generated coloured-shapes dataset behind `train.py --demo`
+    errors        the one exception type whose message is shown without a traceback
 """
 
 import builtins

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
-from common.dataset import default_tag_file, format_tags
 from common.files import write_text_atomically
+from common.tagfiles import default_tag_file, format_tags
 
 COLOURS = {"red": (215, 40, 40), "green": (40, 160, 60), "blue": (40, 80, 215), "yellow": (235, 200, 30)}
 SHAPES = ("circle", "square", "triangle")

@@ -7,9 +7,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common.checkpoint import model_from_checkpoint
+from common.checkpoint import make_checkpoint, model_from_checkpoint, save_checkpoint
+from common.device import pick_device
 from common.errors import UserError
-from common.files import atomic_write
+from common.files import atomic_write, ensure_writable_folder
 
 ONNX_OPSET = 17
 
@@ -59,3 +60,22 @@ def add_metadata(path, entries):
         model.metadata_props.add(key=key, value=json.dumps(value, ensure_ascii=False))
     with atomic_write(path, "wb") as file:
         file.write(model.SerializeToString())
+
+
+def convert_or_export(checkpoint, args):
+    """--save-as and --export-onnx: write the model in another form instead of tagging."""
+    if args.save_as:
+        if Path(args.save_as).exists():
+            raise UserError(f"{args.save_as} already exists; remove it or choose another --save-as path")
+        model = model_from_checkpoint(checkpoint, pick_device("cpu"))
+        fields = {key: checkpoint[key] for key in ("arch", "tags", "thresholds", "image_size", "mean", "std",
+                                                   "settings", "metrics", "epoch")}
+        save_checkpoint(make_checkpoint(model, **fields), args.save_as)
+        print(f"saved {args.model} as a multitag-trainer checkpoint ({checkpoint['arch']}, "
+              f"{len(checkpoint['tags'])} tags, {checkpoint['image_size']} px) to {args.save_as}")
+    if args.export_onnx:
+        ensure_writable_folder(Path(args.export_onnx).resolve().parent, "ONNX file")
+        export_onnx(checkpoint, args.export_onnx)
+        print(f"exported {args.model} to {args.export_onnx}: input 'images' (N, 3, {checkpoint['image_size']}, "
+              f"{checkpoint['image_size']}) normalised, output 'probabilities' (N, {len(checkpoint['tags'])}); "
+              "0.5 is each tag's decision; tags and preprocessing are in the metadata")

@@ -2,6 +2,7 @@
 --evaluate mode, the notebooks and the benchmarks."""
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -9,13 +10,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from common.checkpoint import model_from_checkpoint
-from common.dataset import ImageTagDataset, collate_readable, multi_hot
+from common.checkpoint import model_from_checkpoint, read_tag_list
+from common.dataset import ImageTagDataset, collate_readable
 from common.distributed import gather_rows
+from common.errors import UserError
+from common.folder_scan import multi_hot
 from common.images import eval_transform
 from common.metrics import evaluate, tag_report
 from common.model import classifier_head_name, fold_batchnorm, set_submodule
 from common.precision import autocast
+from common.tagfiles import read_tag_file
 
 
 class Tagger:
@@ -108,3 +112,37 @@ def evaluate_tagger(tagger, images, truth, thresholds, batch_size, workers, unre
     scores["precision"] = scores["tp"] / max(scores["tp"] + scores["fp"], 1)
     scores["recall"] = scores["tp"] / max(scores["tp"] + scores["fn"], 1)
     return scores, tag_report(targets, probabilities, thresholds, tagger.tags)
+
+
+def read_tag_filter(path_setting, known_tags, what, default_path=None):
+    """The set of tags in a whitelist or blacklist file, or None when there is no such file."""
+    path = Path(path_setting or default_path or "")
+    if not path_setting and not (default_path and path.is_file()):
+        return None
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist: fix --{what} / {what.upper()}, or remove the setting")
+    listed = set(read_tag_file(path))
+    unknown = sorted(listed - set(known_tags))
+    if unknown:
+        print(f"warning: {len(unknown)} tag(s) in {what} {path} are unknown to the model: "
+              f"{', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
+    print(f"{what}: {len(listed & set(known_tags))} of the model's {len(known_tags)} tags, from {path}")
+    return listed
+
+
+def check_tag_list(tags_setting, checkpoint):
+    """A checkpoint carries its tags; a separate TAGS file must agree with them."""
+    tags = checkpoint["tags"]
+    if not tags_setting or "converted_from" in checkpoint["settings"]:
+        return
+    path = Path(tags_setting)
+    if not path.is_file():
+        print(f"note: tag list {path} not found; using the {len(tags)} tags stored in the model")
+        return
+    listed = read_tag_list(path)
+    if len(listed) != len(tags):
+        raise UserError(f"tag list {path} has {len(listed)} tags but the model was trained on {len(tags)}: they "
+                        "belong to different models. Point TAGS / --tags at the list saved with this model, or "
+                        "leave it unset.")
+    if listed != tags:
+        print(f"warning: tag list {path} differs from the model's own list; using the model's")

@@ -5,12 +5,14 @@ changes the plotting backend of a notebook that imports this module.
 """
 
 import csv
+import io
 import math
 
 import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve
 
+from common.distributed import join_parts, part_path
 from common.files import atomic_write
 
 REPORT_COLUMNS = ("tag", "support", "ap", "precision", "recall", "f1", "threshold")
@@ -112,3 +114,35 @@ def tag_frequency_chart(frequency, limit=40):
              xlabel="images")
     axes.grid(axis="x", alpha=0.3)
     return figure
+
+
+def csv_header(tags):
+    line = io.StringIO(newline="")
+    csv.writer(line).writerow(["file", *tags])
+    return line.getvalue()
+
+
+def open_tables(stack, args, tags, processes):
+    """The optional CSV and JSONL writers; each file is streamed and only put in place once complete.
+    Under torchrun each process writes its own part, and the main process joins them afterwards."""
+    def where(path):
+        return part_path(path, processes) if processes.is_distributed else path
+
+    csv_writer = jsonl_file = None
+    if args.csv:
+        csv_file = stack.enter_context(atomic_write(where(args.csv), "w", newline=""))
+        csv_writer = csv.writer(csv_file)
+        if not processes.is_distributed:  # join_tables writes the header of the joined file
+            csv_file.write(csv_header(tags))
+    if args.jsonl:
+        jsonl_file = stack.enter_context(atomic_write(where(args.jsonl), "w"))
+    return csv_writer, jsonl_file
+
+
+def join_tables(args, tags, processes):
+    """Under torchrun: the main process puts the processes' parts together, in the folder's order."""
+    if processes.is_distributed:
+        if args.csv:
+            join_parts(args.csv, processes, header=csv_header(tags))
+        if args.jsonl:
+            join_parts(args.jsonl, processes)

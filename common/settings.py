@@ -71,8 +71,8 @@ class SettingsParser(argparse.ArgumentParser):
     def add_argument(self, *names, **kwargs):
         action = super().add_argument(*names, **kwargs)
         long_flags = [name for name in action.option_strings if name.startswith("--")]
-        if long_flags:
-            self._flag_by_dest[action.dest] = long_flags[0]
+        if long_flags:  # the first flag declared for a setting takes its value (--augment, not --no-augment)
+            self._flag_by_dest.setdefault(action.dest, long_flags[0])
         return action
 
     def parse_settings(self, argv=None, use_environment=True):

@@ -2,7 +2,9 @@
 
 import json
 import pickle
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,7 +17,6 @@ from common.checkpoint import (
     write_tag_list,
 )
 from common.errors import UserError
-from common.files import atomic_write
 from common.model import build_model
 
 TAGS = ["cat", "dog", "outdoors"]
@@ -23,9 +24,13 @@ TAGS = ["cat", "dog", "outdoors"]
 
 def tiny_checkpoint(model=None):
     model = model or build_model("resnet18", len(TAGS), "none")
-    return make_checkpoint(model, arch="resnet18", tags=TAGS, thresholds=[0.5, 0.4, 0.6], image_size=32,
-                           mean=[0.5] * 3, std=[0.25] * 3, settings={"epochs": 1, "data": torch.tensor(1.0)},
-                           metrics={"mAP": torch.tensor(0.75).item()}, epoch=1)
+    # settings and metrics hold what a run really has: Paths, NumPy numbers and torch scalars
+    return make_checkpoint(model, arch="resnet18", tags=TAGS, thresholds=np.array([0.5, 0.4, 0.6]), image_size=32,
+                           mean=[0.5] * 3, std=[0.25] * 3,
+                           settings={"epochs": 1, "data": Path("data") / "train", "lr": np.float32(0.25),
+                                     "batch_size": np.int64(8), "nested": {"size": torch.tensor(3)}},
+                           metrics={"mAP": np.float64(0.75), "tp": np.int64(12), "scale": torch.tensor(1.5)},
+                           epoch=np.int64(1))
 
 
 def test_round_trip_rebuilds_the_same_model(tmp_path):
@@ -35,7 +40,12 @@ def test_round_trip_rebuilds_the_same_model(tmp_path):
     loaded = load_checkpoint(tmp_path / "m.pth")
     assert (loaded["arch"], loaded["tags"], loaded["thresholds"], loaded["image_size"]) == (
         "resnet18", TAGS, [0.5, 0.4, 0.6], 32)
-    assert loaded["metrics"] == {"mAP": 0.75} and loaded["settings"]["epochs"] == 1
+    assert loaded["metrics"] == {"mAP": 0.75, "tp": 12, "scale": 1.5} and loaded["epoch"] == 1
+    assert loaded["settings"] == {"epochs": 1, "data": str(Path("data") / "train"), "lr": 0.25, "batch_size": 8,
+                                  "nested": {"size": 3}}
+    plain = (loaded["metrics"]["mAP"], loaded["metrics"]["tp"], loaded["settings"]["batch_size"], loaded["epoch"])
+    assert [type(value) for value in plain] == [float, int, int, int]  # not NumPy or torch types
+    assert all(type(value) is float for value in loaded["thresholds"])
     rebuilt = model_from_checkpoint(loaded, torch.device("cpu"))
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -106,25 +116,3 @@ def test_tag_pickle_holding_anything_but_strings_is_refused(tmp_path, monkeypatc
         read_tag_list(tmp_path / "numbers.pkl")
 
 
-def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
-    target = tmp_path / "model.pth"
-    target.write_bytes(b"good old model")
-    with pytest.raises(RuntimeError):
-        with atomic_write(target, "wb") as file:
-            file.write(b"half a new mod")
-            raise RuntimeError("interrupted")
-    assert target.read_bytes() == b"good old model"
-    assert [path.name for path in tmp_path.iterdir()] == ["model.pth"]
-
-
-def test_atomic_writes_keep_ordinary_permissions(tmp_path):
-    fresh = tmp_path / "fresh.txt"
-    with atomic_write(fresh) as file:
-        file.write("x")
-    plain = tmp_path / "plain.txt"
-    plain.write_text("x")
-    assert fresh.stat().st_mode == plain.stat().st_mode  # not the private 0600 of a temporary file
-    plain.chmod(0o640)
-    with atomic_write(plain) as file:
-        file.write("y")
-    assert oct(plain.stat().st_mode & 0o777) == oct(0o640)  # a replaced file keeps its own

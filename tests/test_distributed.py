@@ -2,40 +2,37 @@
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-
+from conftest import CHILD_ENVIRONMENT, REPOSITORY, RunningScript, run_script
 from torch.utils.data import DataLoader
+from torchvision import models
 
 from common.checkpoint import load_checkpoint, model_from_checkpoint
-from common.dataset import (ImageTagDataset, UnreadableImages, collate_readable, default_tag_file, multi_hot,
-                            read_tag_file)
+from common.dataset import ImageTagDataset, UnreadableImages, collate_readable
 from common.demo import write_demo_dataset
 from common.distributed import Processes, contiguous_shard, learning_rate_for
+from common.epoch import predict
+from common.folder_scan import multi_hot
 from common.images import eval_transform
 from common.metrics import evaluate
-from common.settings import ENVIRONMENT_KEYS
-from common.training import predict
-from conftest import REPOSITORY, run_script
+from common.tagfiles import default_tag_file, read_tag_file
 
 TWO_PROCESSES = ["--standalone", "--nproc_per_node=2"]
 FLAGS = ["--arch", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "8", "--workers", "0",
          "--device", "cpu", "--precision", "fp32", "--yes"]
 
 
+TORCHRUN = (sys.executable, "-m", "torch.distributed.run", *TWO_PROCESSES)
+
 def torchrun(script, *args, cwd, check=True):
     """`torchrun --standalone --nproc_per_node=2 script args`, as a user would type it."""
-    environment = {key: value for key, value in os.environ.items() if key not in ENVIRONMENT_KEYS.values()}
-    command = [sys.executable, "-m", "torch.distributed.run", *TWO_PROCESSES, str(REPOSITORY / script),
-               *map(str, args)]
-    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL, timeout=600)
+    result = subprocess.run([*TORCHRUN, str(REPOSITORY / script), *map(str, args)], cwd=cwd, env=CHILD_ENVIRONMENT,
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=500)
     if check and result.returncode != 0:
         raise AssertionError(f"torchrun {script} exited {result.returncode}\nstdout:\n{result.stdout}\n"
                              f"stderr:\n{result.stderr}")
@@ -54,6 +51,8 @@ def distributed_run(tmp_path_factory):
     return root, truth, result
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_training_under_torchrun_prints_once_and_writes_one_model(distributed_run):
     root, _, result = distributed_run
     assert result.stdout.count("epoch 4/4 |") == 1  # only the main process prints
@@ -67,6 +66,8 @@ def test_training_under_torchrun_prints_once_and_writes_one_model(distributed_ru
                                  "split.json"))  # no training state left, no per-process files
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_validation_metrics_are_those_of_one_process_over_the_whole_set(distributed_run):
     """Each process scores half of the validation images; gathered, they must give exactly what one
     process scoring all of them gives."""
@@ -89,6 +90,8 @@ def test_validation_metrics_are_those_of_one_process_over_the_whole_set(distribu
         checkpoint["metrics"]["mAP"], abs=1e-9)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_sharded_inference_tags_every_image_once_and_joins_the_tables(distributed_run, tmp_path):
     root, truth, _ = distributed_run
     folder = root / "shapes" / "infer"
@@ -118,22 +121,17 @@ def test_sharded_inference_tags_every_image_once_and_joins_the_tables(distribute
     assert scores["mAP"] > targets.mean(axis=0).mean() + 0.2, scores
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_ctrl_c_under_torchrun_saves_the_state_and_resume_needs_the_same_processes(tmp_path):
     write_demo_dataset(tmp_path / "shapes", train_count=96, infer_count=0, seed=4)
     model = tmp_path / "m.pth"
     flags = ["--data", tmp_path / "shapes" / "train", "--model", model, *FLAGS, "--epochs", "3"]
-    command = [sys.executable, "-m", "torch.distributed.run", *TWO_PROCESSES, str(REPOSITORY / "train.py"),
-               *map(str, flags)]
-    process = subprocess.Popen(command, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
-    output = ""
-    for line in process.stdout:
-        output += line
-        if line.startswith("epoch 1/3 |"):
-            os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: every process gets it
-            break
-    output += process.stdout.read()
-    process.wait(timeout=120)
+    running = RunningScript("train.py", *flags, cwd=tmp_path, launcher=TORCHRUN, start_new_session=True)
+    running.wait_for("epoch 1/3 |")
+    running.interrupt(whole_group=True)  # what Ctrl-C in a terminal does: every process gets it
+    running.finish(timeout=120)
+    output = running.stdout + running.stderr
     assert "the best model (epoch 1)" in output, output
     assert load_checkpoint(model)["epoch"] == 1 and (tmp_path / "m.last.pth").exists()
 
@@ -159,3 +157,17 @@ def test_learning_rate_grows_with_the_global_batch_as_documented():
     assert learning_rate_for(3e-3, 4, "sqrt") == pytest.approx(6e-3)
     assert learning_rate_for(3e-3, 4, "linear") == pytest.approx(1.2e-2)
     assert learning_rate_for(3e-3, 4, "none") == 3e-3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_frozen_backbone_under_torchrun_trains_the_head_on_features_shared_by_both_processes(tmp_path):
+    write_demo_dataset(tmp_path / "shapes", train_count=96, infer_count=0, seed=5)
+    torch.save(models.resnet18().state_dict(), tmp_path / "backbone.pth")
+    result = torchrun("train.py", "--data", tmp_path / "shapes" / "train", "--model", tmp_path / "m.pth", *FLAGS,
+                      "--epochs", "2", "--weights", tmp_path / "backbone.pth", "--freeze-backbone", cwd=tmp_path)
+    assert result.stdout.count("features: computed once for 86 training images") == 1  # all of them, printed once
+    assert "epoch 2/2 |" in result.stdout
+    trained = load_checkpoint(tmp_path / "m.pth")["state_dict"]
+    original = torch.load(tmp_path / "backbone.pth", weights_only=True)
+    assert all(torch.equal(trained[name], original[name]) for name in original if not name.startswith("fc."))

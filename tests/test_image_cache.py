@@ -2,10 +2,10 @@
 
 import torch
 
-from common.dataset import ImageTagDataset, UnreadableImages, scan_folder
+from common.dataset import ImageTagDataset, UnreadableImages
+from common.folder_scan import scan_folder
 from common.image_cache import cache_size_mb, decode_into_memory
 from common.images import eval_transform, kept_pixels_transform
-from conftest import FAST_TRAINING, run_script
 
 
 def images_with_a_broken_one(shapes_dataset):
@@ -54,12 +54,3 @@ def test_augmented_kept_pixels_change_every_time_but_keep_their_size(shapes_data
 
 def test_cache_size_is_three_bytes_per_pixel():
     assert cache_size_mb(1024, 64) == 12.0
-
-
-def test_training_keeps_images_in_memory_only_within_the_budget(shapes_dataset, tmp_path):
-    root, _ = shapes_dataset
-    for budget, kept in (("2048", True), ("0", False)):
-        result = run_script("train.py", "--data", root / "train", "--model", tmp_path / f"m{budget}.pth",
-                            *FAST_TRAINING, "--cache-mb", budget, cwd=tmp_path)
-        assert ("decoded once and kept in memory" in result.stdout) is kept
-        assert (tmp_path / f"m{budget}.pth").is_file()

@@ -6,11 +6,24 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.metrics import (average_precision_score, f1_score, multilabel_confusion_matrix, precision_score,
-                             recall_score)
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    multilabel_confusion_matrix,
+    precision_score,
+    recall_score,
+)
 
-from common.metrics import (calibrate_thresholds, confusion_counts, evaluate, f1_from_counts, macro_f1,
-                            mean_average_precision, per_tag_average_precision, tag_report)
+from common.metrics import (
+    calibrate_thresholds,
+    confusion_counts,
+    evaluate,
+    f1_from_counts,
+    macro_f1,
+    mean_average_precision,
+    per_tag_average_precision,
+    tag_report,
+)
 
 
 @pytest.fixture

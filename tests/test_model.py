@@ -1,5 +1,6 @@
 """Any torchvision classifier becomes a tagger with one output per tag."""
 
+import numpy as np
 import pytest
 import torch
 from torchvision import models
@@ -7,11 +8,14 @@ from torchvision import models
 from common.checkpoint import make_checkpoint, model_from_checkpoint
 from common.errors import UserError
 from common.images import IMAGENET_MEAN, IMAGENET_STD
-from common.model import build_model, replace_classifier_head, small_input_layout
+from common.metrics import per_tag_average_precision
+from common.model import build_model, fold_thresholds_into_head, small_input_layout
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "mobilenet_v3_small", "efficientnet_b0",
-                                  "regnet_y_400mf", "convnext_tiny", "vit_b_16", "swin_t", "densenet121"])
+# Building and running the larger families takes seconds each: they are in the slow tier.
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small", *[
+    pytest.param(arch, marks=pytest.mark.slow) for arch in ("resnet34", "efficientnet_b0", "regnet_y_400mf",
+                                                            "convnext_tiny", "vit_b_16", "swin_t", "densenet121")]])
 def test_every_family_gets_a_head_with_one_logit_per_tag(arch):
     model = build_model(arch, 7, "none").eval()
     size = 224 if arch.startswith(("vit", "swin")) else 64
@@ -19,9 +23,14 @@ def test_every_family_gets_a_head_with_one_logit_per_tag(arch):
         assert model(torch.randn(1, 3, size, size)).shape == (1, 7)
 
 
-def test_deeper_resnets_are_available_by_name():
-    for arch in ("resnet50", "resnet101", "resnet152"):
-        assert isinstance(replace_classifier_head(models.get_model(arch), 3).fc, torch.nn.Linear)
+@pytest.mark.parametrize("arch, blocks", [("resnet50", 16), pytest.param("resnet101", 33, marks=pytest.mark.slow),
+                                          pytest.param("resnet152", 50, marks=pytest.mark.slow)])
+def test_deeper_resnets_are_built_by_name_with_a_head_for_the_tags(arch, blocks):
+    model = build_model(arch, 3, "none").eval()
+    assert sum(len(getattr(model, f"layer{stage}")) for stage in range(1, 5)) == blocks  # the depth asked for
+    assert (model.fc.in_features, model.fc.out_features) == (2048, 3)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 3)
 
 
 def test_unknown_architecture_lists_the_choices():
@@ -68,7 +77,7 @@ def test_failed_imagenet_download_suggests_the_alternatives(tmp_path, monkeypatc
         build_model("resnet18", 5, "imagenet")
 
 
-def test_small_inputs_sharpen_a_resnets_last_stages_and_the_checkpoint_remembers_it():
+def test_small_inputs_sharpen_a_resnets_last_stages_only_where_it_pays():
     assert small_input_layout("auto", "resnet18", 64) == "layer4"  # 64 px: a 4 x 4 grid at the end instead of 2 x 2
     assert small_input_layout("last", "resnet50", 224) == "layer4"
     assert small_input_layout("auto", "resnet50", 224) is None
@@ -81,23 +90,26 @@ def test_small_inputs_sharpen_a_resnets_last_stages_and_the_checkpoint_remembers
     with pytest.raises(UserError, match="ResNet-family"):
         small_input_layout("on", "efficientnet_b0", 64)
 
-    for arch, layout in (("resnet18", "layer2"), ("resnet50", "layer2"), ("resnet18", "layer4")):
-        model = build_model(arch, 3, "none", small_input=layout).eval()
-        standard = build_model(arch, 3, "none")
-        assert model.state_dict().keys() == standard.state_dict().keys()  # the same weights fit
-        with torch.no_grad():
-            features = torch.nn.Sequential(*list(model.children())[:-2])(torch.randn(1, 3, 64, 64))
-        assert features.shape[-2:] == (4, 4)
-        checkpoint = make_checkpoint(model, arch=arch, tags=["a", "b", "c"], thresholds=[0.5] * 3,
-                                     image_size=64, mean=IMAGENET_MEAN, std=IMAGENET_STD, settings={}, metrics={},
-                                     epoch=1)
-        assert checkpoint["small_input"] == layout
-        rebuilt = model_from_checkpoint(checkpoint, torch.device("cpu"))
-        images = torch.randn(2, 3, 64, 64)
-        with torch.no_grad():
-            assert torch.equal(rebuilt(images), model(images))  # the layout changes outputs, not weights
-            standard.load_state_dict(model.state_dict())
-            assert not torch.allclose(standard.eval()(images), model(images))
+
+@pytest.mark.parametrize("arch, layout", [("resnet18", "layer2"), ("resnet18", "layer4"),
+                                          pytest.param("resnet50", "layer2", marks=pytest.mark.slow)])
+def test_a_small_input_layout_changes_the_outputs_not_the_weights_and_survives_the_checkpoint(arch, layout):
+    model = build_model(arch, 3, "none", small_input=layout).eval()
+    standard = build_model(arch, 3, "none")
+    assert model.state_dict().keys() == standard.state_dict().keys()  # the same weights fit
+    with torch.no_grad():
+        features = torch.nn.Sequential(*list(model.children())[:-2])(torch.randn(1, 3, 64, 64))
+    assert features.shape[-2:] == (4, 4)
+    checkpoint = make_checkpoint(model, arch=arch, tags=["a", "b", "c"], thresholds=[0.5] * 3,
+                                 image_size=64, mean=IMAGENET_MEAN, std=IMAGENET_STD, settings={}, metrics={},
+                                 epoch=1)
+    assert checkpoint["small_input"] == layout
+    rebuilt = model_from_checkpoint(checkpoint, torch.device("cpu"))
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(images), model(images))  # the layout changes outputs, not weights
+        standard.load_state_dict(model.state_dict())
+        assert not torch.allclose(standard.eval()(images), model(images))
 
 
 def test_a_model_from_before_the_layout_had_a_name_still_loads_with_its_stem_maxpool_removed():
@@ -111,3 +123,18 @@ def test_a_model_from_before_the_layout_had_a_name_still_loads_with_its_stem_max
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(rebuilt(images), model(images))
+
+
+def test_folding_thresholds_moves_each_decision_to_one_half_without_changing_rankings():
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3, "none").eval()
+    images = torch.randn(16, 3, 32, 32)
+    with torch.no_grad():
+        before = torch.sigmoid(model(images)).numpy()
+    thresholds = np.quantile(before, 0.5, axis=0)  # a threshold in the middle of each tag's scores
+    fold_thresholds_into_head(model, thresholds)
+    with torch.no_grad():
+        after = torch.sigmoid(model(images)).numpy()
+    assert np.array_equal(after >= 0.5, before >= thresholds)
+    targets = np.random.default_rng(0).integers(0, 2, (16, 3))
+    assert np.allclose(per_tag_average_precision(targets, after), per_tag_average_precision(targets, before))

@@ -3,11 +3,12 @@
 import re
 
 import pytest
-from conftest import run_script, save_image
+from conftest import run_main, run_script, save_image
 
 import prepare
-from common.dataset import parse_tags, read_tag_file, scan_folder
 from common.errors import UserError
+from common.folder_scan import scan_folder
+from common.tagfiles import parse_tags, read_tag_file
 
 RED, BLUE, GREEN = (220, 20, 20), (20, 20, 220), (20, 200, 20)
 
@@ -18,7 +19,7 @@ def test_tag_merges_into_existing_sidecars_and_creates_missing_ones(tmp_path):
     save_image(tmp_path / "b.png")
     save_image(tmp_path / "c.png")
     (tmp_path / "c.txt").write_text("x, y")  # kohya style is kept as it is
-    result = run_script("prepare.py", "tag", tmp_path, "--tags", "indoor, new", cwd=tmp_path)
+    result = run_main("prepare.py", "tag", tmp_path, "--tags", "indoor, new", cwd=tmp_path)
     assert (tmp_path / "a.jpg.txt").read_text() == "old\nindoor\nnew\n"
     assert (tmp_path / "b.png.txt").read_text() == "indoor\nnew\n"
     assert (tmp_path / "c.txt").read_text() == "x, y, indoor, new"
@@ -37,7 +38,7 @@ def test_folders_turn_class_folders_into_sidecars(tmp_path):
     save_image(source / "cat" / "indoor" / "2.jpg", BLUE)
     save_image(source / "dog" / "1.jpg", GREEN)  # same name as cat/1.jpg, different picture
     save_image(source / "dog" / "same_as_cat.jpg", RED)  # same picture as cat/1.jpg
-    result = run_script("prepare.py", "folders", source, destination, cwd=tmp_path)
+    result = run_main("prepare.py", "folders", source, destination, cwd=tmp_path)
     scan = scan_folder(destination)
     tags = {image.name: read_tag_file(scan.tag_file_of[image]) for image in scan.images}
     assert tags == {"1.jpg": ["cat", "dog"], "2.jpg": ["cat", "indoor"], "1_1.jpg": ["dog"]}
@@ -83,7 +84,7 @@ def test_check_reports_counts_frequencies_and_every_problem(tmp_path):
     (tmp_path / "orphan.jpg.txt").write_text("ghost\n")
     (tmp_path / "broken.png").write_bytes(b"nope")
     (tmp_path / "broken.png.txt").write_text("")
-    result = run_script("prepare.py", "check", tmp_path, "--min-count", "2", cwd=tmp_path)
+    result = run_script("prepare.py", "check", tmp_path, "--min-count", "2", cwd=tmp_path)  # as a user does
     report = result.stdout
     assert "images: 5 (4 with a tag file, 1 of them empty)" in report
     assert re.search(r"cat\s+3", report) and "rare (1)" in report
@@ -96,19 +97,28 @@ def test_check_defaults_to_the_training_folder_from_env(tmp_path):
     save_image(data / "a.jpg")
     (data / "a.jpg.txt").write_text("x\n")
     (tmp_path / ".env").write_text(f"TRAINING={data}\n")
-    assert "images: 1 (1 with a tag file" in run_script("prepare.py", "check", cwd=tmp_path).stdout
+    assert "images: 1 (1 with a tag file" in run_main("prepare.py", "check", cwd=tmp_path).stdout
     (tmp_path / ".env").unlink()
-    missing = run_script("prepare.py", "check", cwd=tmp_path, check=False)
+    missing = run_main("prepare.py", "check", cwd=tmp_path, check=False)
     assert missing.returncode == 2 and "set TRAINING in .env" in missing.stderr
 
 
 def test_demo_writes_a_tagged_training_folder_and_a_folder_to_tag(tmp_path):
-    run_script("prepare.py", "demo", tmp_path / "d", cwd=tmp_path)
+    run_main("prepare.py", "demo", tmp_path / "d", cwd=tmp_path)
     scan = scan_folder(tmp_path / "d" / "train")
     assert len(scan.images) == len(scan.tag_file_of) > 100
     assert all(parse_tags(path.read_text()) for path in scan.tag_file_of.values())
     assert list((tmp_path / "d" / "infer").glob("*.txt")) == []
     first = (tmp_path / "d" / "train" / "shapes_0000.png").read_bytes()
-    run_script("prepare.py", "demo", tmp_path / "again", cwd=tmp_path)
+    run_main("prepare.py", "demo", tmp_path / "again", cwd=tmp_path)
     assert (tmp_path / "again" / "train" / "shapes_0000.png").read_bytes() == first  # deterministic
 
+
+def test_prepare_check_names_each_unreadable_file_with_its_reason(hostile_training_folder, tmp_path):
+    folder, _, unreadable = hostile_training_folder
+    result = run_main("prepare.py", "check", folder, cwd=tmp_path)
+    lines = [line for line in result.stdout.splitlines() if "unreadable:" in line]
+    for name in unreadable:
+        line = next(line for line in lines if name in line)
+        assert len(line.split(name, 1)[1].strip(": .")) > 10, f"no reason given for {name}: {line}"
+    assert any("decompression bomb" in line.lower() or "pixels" in line.lower() for line in lines if "bomb" in line)

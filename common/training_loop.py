@@ -9,18 +9,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from common.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, save_training_state, write_tag_list
-from common.dataset import UnreadableImages, no_readable_images, short_list
+from common.dataset import UnreadableImages, no_readable_images
 from common.distributed import Processes, copy_weights_from_main, gather_objects, learning_rate_for
+from common.epoch import full_batches, predict, train_one_epoch
 from common.errors import UserError
 from common.files import further_interrupts_ignored
+from common.folder_scan import short_list
 from common.images import IMAGENET_MEAN, IMAGENET_STD
+from common.losses import make_loss
 from common.metrics import calibrate_thresholds, evaluate, tag_report
 from common.model import fold_thresholds_into_head
+from common.optimizer import backbone_lr_factor, make_optimizer, make_scheduler
 from common.precision import make_grad_scaler
 from common.reports import REPORT_COLUMNS, format_tag_report, plot_precision_recall, plot_training_curves, write_rows
-from common.training import (backbone_lr_factor, full_batches, make_loss, make_optimizer, make_scheduler, predict,
-                             train_one_epoch)
-
 
 # Seconds between two writes of the resumable state after an epoch (Ctrl-C writes it at once).
 # It holds the optimizer's moments too, three times the model's size (135 MB for ResNet-18): one
@@ -122,8 +123,8 @@ def format_epoch_line(row, epochs):
 
 
 def run_epoch(run, epoch):
-    """Train one epoch, validate, keep the model if it is the best so far; returns the epoch's row."""
-    started = time.time()
+    """Train one epoch and validate; returns the epoch's row, whose "saved" says whether it is the
+    best so far (and then also run.best)."""
     if isinstance(run.train_loader.sampler, DistributedSampler):
         run.train_loader.sampler.set_epoch(epoch)  # a different shuffle each epoch, the same in every process
     train_loss, images_seen = train_one_epoch(
@@ -147,20 +148,30 @@ def run_epoch(run, epoch):
     row["saved"] = run.best is None or "mAP" not in row or row["mAP"] > run.best["mAP"]
     if row["saved"]:  # every process computed the same metrics, so they agree on this
         run.best = {key: value for key, value in row.items() if key not in ("saved", "lr")}
-        if run.processes.is_main:
-            save_checkpoint(run.checkpoint(run.best, [0.5] * len(run.vocabulary)), run.paths["model"])
-            write_tag_list(run.paths["tags"], run.vocabulary)
-    row["seconds"] = time.time() - started
     return row
+
+
+def save_best(run):
+    """Write the best epoch's model and the tag list (the main process does)."""
+    if run.processes.is_main:
+        save_checkpoint(run.checkpoint(run.best, [0.5] * len(run.vocabulary)), run.paths["model"])
+        write_tag_list(run.paths["tags"], run.vocabulary)
 
 
 def fit(run):
     """The epoch loop, with early stopping; Ctrl-C saves the state for --resume and exits."""
     try:
         for epoch in range(run.epochs_done + 1, run.args.epochs + 1):
+            started = time.time()
             row = run_epoch(run, epoch)
+            row["seconds"] = time.time() - started
+            # The epoch is done and recorded before its model is written, so that a Ctrl-C during the
+            # write (held back until the file is complete) saves a state that resumes after this epoch.
             run.history.append(row)
             run.epochs_done = epoch
+            if row["saved"]:
+                save_best(run)
+                row["seconds"] = time.time() - started  # with the writing
             print(format_epoch_line(row, run.args.epochs))
             if run.processes.is_main:
                 write_rows(run.paths["metrics.csv"], run.history, list(row))
