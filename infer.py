@@ -4,7 +4,7 @@
     python infer.py --input photos/ --model models/tagger.pth --csv photos.csv
     python infer.py --input photos/ --model models/tagger.pth --merge --top-k 10 --sep ", "
     python infer.py --input labelled/ --model models/tagger.pth --evaluate
-    python infer.py --model old.pth --tags old_tags.pkl --save-as new.pth   # convert an original-tool model
+    python infer.py --model old.pth --tag-list old_tags.pkl --save-as new.pth   # convert an original-tool model
 
 Images that already have a sidecar are skipped, so an interrupted run continues where it
 stopped; --overwrite or --merge processes them again. Each setting comes from its flag, else
@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import time
-from pathlib import Path
 
 import common.idle_threads  # noqa: F401  (first: quiet Ctrl-C, and OpenMP threads that sleep, before torch loads)
 import numpy as np
@@ -27,13 +26,13 @@ from common.device import DEVICE_CHOICES, describe_device
 from common.distributed import (contiguous_shard, gather_objects, start_processes,
                                 stop_processes, sum_across_processes)
 from common.errors import UserError, exit_on_user_error
-from common.files import ensure_writable_folder
+from common.files import check_output_file, check_writable_folder
 from common.folder_scan import scan_folder, short_list
 from common.export import convert_or_export
 from common.inference import Tagger, check_tag_list, evaluate_tagger, make_tag_chooser, read_tag_filter
 from common.precision import PRECISION_CHOICES, resolve_precision
 from common.reports import format_tag_report, join_tables, open_tables
-from common.settings import SettingsParser, require
+from common.settings import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, SettingsParser, number, require, whole_number
 from common.tagfiles import read_tag_file, write_sidecar
 
 # ----------------------------------------------------------------------------- settings
@@ -48,18 +47,27 @@ sidecar_style = "ext"  # new sidecars as ext: NAME.EXT.txt (gallery-dl) | stem: 
 legacy_image_size = 224  # input side of a bare state-dict model from the original tool, which does not record it
 
 
+EXAMPLES = """examples:
+  python infer.py --input photos/ --model models/tagger.pth              # NAME.EXT.txt beside each image
+  python infer.py --input photos/ --model models/tagger.pth --whitelist only.txt --top-k 10 --csv photos.csv
+  python infer.py --input labelled/ --model models/tagger.pth --evaluate # score it, write nothing
+"""
+
+
 def get_args_parser():
-    parser = SettingsParser(description="Tag a folder of images with a trained multi-label tagger.")
+    parser = SettingsParser(description="Tag a folder of images with a trained multi-label tagger.", epilog=EXAMPLES)
+    parser.renamed_flags = {"--tags": "--tag-list"}
     add = parser.add_argument
     add("--input", help="folder of images to tag (.env: INFERENCE_DIR)")
     add("--model", help="checkpoint written by train.py, or a bare state dict from the original tool (.env: MODEL)")
-    add("--tags", help="tag list: checked against a checkpoint's own; required for a bare state dict (.env: TAGS)")
+    add("--tag-list", "--tags", dest="tags",
+        help="the model's tag list: checked against a checkpoint's own; required for a bare state dict (.env: TAGS)")
     add("--whitelist", help=f"file of the only tags to write (.env: WHITELIST); default: {whitelist_file} if it "
                             "exists, else every tag")
     add("--blacklist", help="file of tags never to write (.env: BLACKLIST)")
-    add("--threshold", type=float, help="one cut-off for every tag instead of the model's own (0.5 is its "
+    add("--threshold", type=number(0, 1), help="one cut-off for every tag instead of the model's own (0.5 is its "
                                         "calibrated decision)")
-    add("--top-k", type=int, help="write at most this many tags per image, the most probable first")
+    add("--top-k", type=whole_number(1), help="write at most this many tags per image, the most probable first")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true", help="replace existing sidecar files")
     existing.add_argument("--merge", action="store_true", help="add new tags to existing sidecar files")
@@ -71,15 +79,15 @@ def get_args_parser():
     add("--csv", help="also write every image's probability for every tag to this CSV file")
     add("--jsonl", help="also write each image's chosen tags and their probabilities, one JSON line per image")
     add("--print-probs", action="store_true", help="print each image's tags with their probabilities")
-    add("--batch-size", type=int, default=batch_size, help="images per step (.env: BATCH_SIZE)")
-    add("--workers", type=int, default=workers, help="image-decoding processes (.env: WORKERS)")
+    add("--batch-size", type=whole_number(1), default=batch_size, help="images per step (.env: BATCH_SIZE)")
+    add("--workers", type=whole_number(0), default=workers, help="image-decoding processes (.env: WORKERS)")
     add("--device", default=device, help=f"{' | '.join(DEVICE_CHOICES)} (.env: DEVICE)")
     add("--precision", default=precision, choices=PRECISION_CHOICES, help="arithmetic precision (.env: PRECISION)")
     add("--compile", action="store_true", help="compile the model with torch.compile (pays off on big folders)")
     add("--recursive", action="store_true", help="also tag images in subfolders of --input")
     add("--arch", help="architecture of a bare state dict, when it is not recognised (.env: ARCH)")
-    add("--image-size", type=int, default=legacy_image_size, help="input side of a bare state dict (.env: "
-                                                                  "IMAGE_SIZE); checkpoints record their own")
+    add("--image-size", type=whole_number(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE), default=legacy_image_size,
+        help="input side of a bare state dict (.env: IMAGE_SIZE); checkpoints record their own")
     add("--save-as", help="convert --model (e.g. a bare state dict) into a checkpoint at this path, then stop")
     add("--export-onnx", help="write --model as ONNX (dynamic batch size) to this path, then stop")
     return parser
@@ -149,7 +157,7 @@ def check_options(args):
         raise UserError(f"--top-k must be at least 1, not {args.top_k}")
     for table in (args.csv, args.jsonl):
         if table and not args.evaluate:
-            ensure_writable_folder(Path(table).resolve().parent, "output file")
+            check_output_file(table, "output file")
 
 
 def tag_folder(args):
@@ -159,6 +167,11 @@ def tag_folder(args):
     require(args, "model", "model file")
     processes, run_device = start_processes(args.device, backend="gloo")  # only counts and names are exchanged
     checkpoint = load_model_file(args.model, args.tags, args.arch, args.image_size)
+    given = getattr(args, "given", {})
+    ignored = [given[name] for name in ("arch", "image_size") if name in given]
+    if ignored and "converted_from" not in checkpoint["settings"]:
+        print(f"note: {' and '.join(ignored)} ignored: {args.model} records its own ({checkpoint['arch']}, "
+              f"{checkpoint['image_size']} px)")
     if args.save_as or args.export_onnx:
         return convert_or_export(checkpoint, args) if processes.is_main else None
     require(args, "input", "folder of images to tag")
@@ -176,7 +189,7 @@ def tag_folder(args):
     pending = images_to_run(scan, args)
     skipped = len(scan.images) - len(pending)
     if pending and not args.evaluate:
-        ensure_writable_folder(scan.folder, "tag files")
+        check_writable_folder(scan.folder, "tag files")
     run_precision = resolve_precision(args.precision, run_device)
     args.batch_size = args.batch_size or (64 if run_device.type == "cuda" else 16)
     tagger = Tagger(checkpoint, run_device, run_precision, args.compile)

@@ -1,7 +1,7 @@
 """Get a folder of images ready for train.py.
 
     python prepare.py check training/                     # counts, tag frequencies and problems
-    python prepare.py tag new_photos/ --tags "cat, indoor"  # add tags to every image's sidecar
+    python prepare.py tag new_photos/ --add "cat, indoor"   # add tags to every image's sidecar
     python prepare.py folders by_class/ training/          # class folders -> one folder with sidecars
     python prepare.py demo demo_data/                      # write the demo dataset
 
@@ -9,15 +9,14 @@ Nothing a user made is overwritten: tags are merged into existing sidecars, and 
 name is taken in the destination by a different picture is renamed.
 """
 
-import argparse
 import hashlib
 import os
 import shutil
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import common  # noqa: F401  (first: a quiet Ctrl-C even while torch loads)
-from tqdm import tqdm
 
 from common.dataset import describe_read_error
 from common.demo import write_demo_dataset
@@ -25,7 +24,8 @@ from common.errors import UserError, exit_on_user_error
 from common.files import atomic_write
 from common.folder_scan import describe_pairing_problems, is_junk, read_tags_of, scan_folder, short_list
 from common.images import is_image_file, open_image
-from common.settings import environment_setting
+from common.progress import progress
+from common.settings import CommandParser, environment_setting, note_renamed_flags, whole_number
 from common.tagfiles import default_tag_file, find_tag_file, merge_into_tag_file, parse_tags, read_tag_file
 
 # ----------------------------------------------------------------------------- settings
@@ -39,16 +39,19 @@ def add_tags(folder, tags, recursive=False, dry_run=False):
     scan = scan_folder(folder, recursive=recursive)
     if not scan.images:
         raise UserError(f"found no images in {folder}")
-    changed = 0
+    changed, added_to = 0, Counter()
     for image in scan.images:
         tag_file = scan.tag_file_of.get(image) or default_tag_file(image)
-        if dry_run:
-            old = read_tag_file(tag_file) if tag_file.exists() else []
-            changed += any(tag not in old for tag in tags)
-        else:
-            changed += merge_into_tag_file(tag_file, tags)
+        old = read_tag_file(tag_file) if tag_file.exists() else []
+        added = [tag for tag in tags if tag not in old]
+        added_to.update(added)
+        if added and not dry_run:
+            merge_into_tag_file(tag_file, tags)
+        changed += bool(added)
     verb = "would change" if dry_run else "changed"
-    print(f"tag: {verb} {changed} of {len(scan.images)} sidecar(s) in {folder}, adding {', '.join(tags)}")
+    additions = ", ".join(f"{tag} to {added_to[tag]}" for tag in tags if added_to[tag]) or "nothing"
+    print(f"tag: {verb} {changed} of {len(scan.images)} sidecar(s) in {folder}: {'would add' if dry_run else 'added'} "
+          f"{additions}; {len(scan.images) - changed} already had every tag")
     return changed
 
 
@@ -105,6 +108,8 @@ def convert_class_folders(source, destination, move=False, dry_run=False):
     source, destination = Path(source).resolve(), Path(destination).resolve()
     if not source.is_dir():
         raise UserError(f"source {source} is not a folder")
+    if destination.exists() and not destination.is_dir():
+        raise UserError(f"destination {destination} is a file, not a folder: choose a folder")
     if destination == source or destination.is_relative_to(source):
         raise UserError(f"destination {destination} is inside the source {source}: choose a folder outside it")
     groups = collect_class_images(source)
@@ -112,7 +117,7 @@ def convert_class_folders(source, destination, move=False, dry_run=False):
         raise UserError(f"found no images in {source} or its subfolders")
     if not dry_run:
         destination.mkdir(parents=True, exist_ok=True)
-    planned, renamed, duplicates, untagged = {}, 0, 0, []
+    planned, renamed, duplicates, untagged, already_there = {}, 0, 0, [], 0
     for content_hash, (paths, tags) in groups.items():
         target = free_destination(destination, paths[0].name, content_hash, planned)
         planned[target] = content_hash
@@ -123,7 +128,9 @@ def convert_class_folders(source, destination, move=False, dry_run=False):
         if dry_run:
             print(f"{paths[0].relative_to(source)} -> {target.name}: {', '.join(tags) or '(no tags)'}")
             continue
-        if not target.exists():
+        if target.exists():
+            already_there += 1  # the same picture: only its tags are merged
+        else:
             copy_atomically(paths[0], target)
         merge_into_tag_file(find_tag_file(target) or default_tag_file(target), tags)
         if move:
@@ -133,8 +140,10 @@ def convert_class_folders(source, destination, move=False, dry_run=False):
                 if sidecar:
                     sidecar.unlink()
     action = "would " + ("move" if move else "copy") if dry_run else ("moved" if move else "copied")
-    print(f"folders: {action} {sum(len(p) for p, _ in groups.values())} image(s) into {len(groups)} file(s) in "
-          f"{destination} ({duplicates} duplicate(s) merged, {renamed} renamed to avoid a name clash)")
+    present = f", {already_there} already there (tags merged)" if already_there else ""
+    print(f"folders: {action} {len(groups) - already_there} image(s) into {destination} from "
+          f"{sum(len(p) for p, _ in groups.values())} in {source}{present} ({duplicates} duplicate(s) merged, "
+          f"{renamed} renamed to avoid a name clash)")
     if untagged:
         print(f"note: {len(untagged)} image(s) lie directly in {source} and got no folder tag: "
               f"{short_list(untagged, source)}")
@@ -144,7 +153,7 @@ def convert_class_folders(source, destination, move=False, dry_run=False):
 # ----------------------------------------------------------------------------- check
 def find_unreadable(images):
     unreadable = {}
-    for image in tqdm(images, desc="decoding", unit="image", leave=False):
+    for image in progress(images, "decoding", unit="image"):
         try:
             open_image(image, min_size=check_decode_size)
         except Exception as error:
@@ -155,6 +164,9 @@ def find_unreadable(images):
 def check_folder(folder, recursive=False, min_count=min_tag_count):
     """Print what train.py will see in `folder` and everything that needs attention."""
     scan = scan_folder(folder, recursive=recursive)
+    if not scan.images:
+        raise UserError(f"found no images in {folder} (looked for .jpg .jpeg .png .webp .bmp .gif"
+                        f"{'' if recursive else '; add --recursive to look in subfolders'})")
     tags_of = read_tags_of(scan)
     frequency = Counter(tag for tags in tags_of.values() for tag in tags)
     empty = [image for image, tags in tags_of.items() if not tags]
@@ -183,15 +195,23 @@ def check_folder(folder, recursive=False, min_count=min_tag_count):
 
 
 # ----------------------------------------------------------------------------- command line
+EXAMPLES = """examples:
+  python prepare.py check photos/                       # what train.py will see, and every problem
+  python prepare.py tag new_photos/ --add "cat, indoor" # add tags to every image's sidecar
+  python prepare.py folders by_class/ photos/           # class folders -> one folder with sidecars
+"""
+RENAMED_FLAGS = {"--tags": "--add", "--min-count": "--min-tag-count"}
+
+
 def get_args_parser():
-    parser = argparse.ArgumentParser(description="Prepare image folders for multitag-trainer.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = CommandParser(description="Prepare image folders for multitag-trainer.", epilog=EXAMPLES)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
 
     tag = commands.add_parser("tag", help="add tags to the sidecar of every image in a folder")
     tag.add_argument("folder", help="folder of images")
-    tag.add_argument("--tags", required=True, help='comma-separated tags to add, e.g. "cat, indoor"')
+    tag.add_argument("--add", "--tags", dest="add", required=True,
+                     help='comma-separated tags to add, e.g. "cat, indoor"')
     tag.add_argument("--recursive", action="store_true", help="include subfolders")
     tag.add_argument("--dry-run", action="store_true", help="only report what would change")
 
@@ -203,7 +223,8 @@ def get_args_parser():
 
     check = commands.add_parser("check", help="report counts, tag frequencies and problems in a dataset")
     check.add_argument("folder", nargs="?", help="dataset folder (default: TRAINING from the environment or .env)")
-    check.add_argument("--min-count", type=int, default=min_tag_count, help="report tags rarer than this")
+    check.add_argument("--min-tag-count", "--min-count", dest="min_tag_count", type=whole_number(1),
+                       default=min_tag_count, help="name the tags on fewer images than this as hard to learn")
     check.add_argument("--recursive", action="store_true", help="include subfolders")
     check.add_argument("--env-file", default=".env", help="settings file read for TRAINING")
 
@@ -214,11 +235,13 @@ def get_args_parser():
 
 @exit_on_user_error
 def main(argv=None):
+    argv = [str(arg) for arg in argv] if argv is not None else sys.argv[1:]
     args = get_args_parser().parse_args(argv)
+    note_renamed_flags(argv, RENAMED_FLAGS)
     if args.command == "tag":
-        tags = parse_tags(args.tags)
+        tags = parse_tags(args.add)
         if not tags:
-            raise UserError('--tags holds no tags: give them comma-separated, e.g. --tags "cat, indoor"')
+            raise UserError('--add holds no tags: give them comma-separated, e.g. --add "cat, indoor"')
         return add_tags(args.folder, tags, recursive=args.recursive, dry_run=args.dry_run)
     if args.command == "folders":
         return convert_class_folders(args.source, args.destination, move=args.move, dry_run=args.dry_run)
@@ -226,7 +249,7 @@ def main(argv=None):
         folder = args.folder or environment_setting("TRAINING", args.env_file)
         if not folder:
             raise UserError("no folder to check: pass it (prepare.py check DIR) or set TRAINING in .env")
-        return check_folder(folder, recursive=args.recursive, min_count=args.min_count)
+        return check_folder(folder, recursive=args.recursive, min_count=args.min_tag_count)
     write_demo_dataset(args.destination)
     print(f"demo: wrote {Path(args.destination) / 'train'} (images with tags) and "
           f"{Path(args.destination) / 'infer'} (images to tag)")

@@ -1,9 +1,9 @@
 """Train a multi-label image tagger on a folder of images with sidecar tag files.
 
     python train.py --demo        # make a small demo dataset, train on it, then tag a folder with the model
-    python train.py --data training/ --model models/tagger.pth --tags models/tagger_tags.txt
+    python train.py --data training/ --model models/tagger.pth
     python train.py --arch resnet18 --weights none --image-size 64 --epochs 10 --yes
-    python train.py --resume      # continue a run that was interrupted
+    python train.py --resume --model models/tagger.pth      # continue a run that was interrupted
 
 Each setting comes from its flag, else an environment variable, else .env, else the block below.
 """
@@ -17,22 +17,22 @@ from pathlib import Path
 import common  # noqa: F401  (first: a quiet Ctrl-C even while torch loads)
 import torch
 
-from common.checkpoint import load_training_state
+from common.checkpoint import load_checkpoint, load_training_state
 from common.dataset import UnreadableImages
 from common.demo import write_demo_dataset
 from common.device import DEVICE_CHOICES, describe_device
 from common.distributed import LR_SCALING_CHOICES, from_main, start_processes, stop_processes
 from common.errors import UserError, exit_on_user_error
 from common.feature_cache import cache_features
-from common.files import ensure_writable_folder
 from common.folder_scan import load_training_data
 from common.loaders import augments, make_loaders
 from common.losses import LOSS_CHOICES
 from common.model import (DEFAULT_ARCH, SMALL_INPUT_CHOICES, WEIGHT_CHOICES, build_model, classifier_head_name,
                           count_parameters, is_pretrained, small_input_layout)
 from common.optimizer import backbone_lr_setting
+from common.preflight import apply_resumed_settings, check_training_settings, describe_finished_run
 from common.precision import PRECISION_CHOICES, resolve_precision
-from common.settings import SettingsParser, require
+from common.settings import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, SettingsParser, number, require, whole_number
 from common.split import split_data
 from common.tagfiles import default_tag_file, read_tag_file
 from common.training_loop import TrainingRun, finish, fit
@@ -66,47 +66,60 @@ overwrite_countdown = 5  # seconds to wait, in a terminal, before replacing an e
 
 # `--demo` runs with these instead of .env, so that it works in a fresh clone.
 DEMO_FOLDER = Path("demo")
-DEMO_SETTINGS = dict(data=str(DEMO_FOLDER / "train"), model=str(DEMO_FOLDER / "model.pth"),
-                     tags=str(DEMO_FOLDER / "tags.txt"), arch="resnet18", weights="none", image_size=64,
-                     epochs=12, yes=True)
+DEMO_SETTINGS = dict(data=str(DEMO_FOLDER / "train"), model=str(DEMO_FOLDER / "model.pth"), arch="resnet18",
+                     weights="none", image_size=64, epochs=12, yes=True)
+
+
+EXAMPLES = """examples:
+  python train.py --demo                                        # a demo dataset, a model, tagged pictures
+  python train.py --data photos/ --model models/tagger.pth      # train on your folder (ImageNet weights)
+  python train.py --data photos/ --model models/tagger.pth --weights none --image-size 128 --epochs 20
+  python train.py --resume --model models/tagger.pth            # continue an interrupted run
+"""
 
 
 def get_args_parser():
-    parser = SettingsParser(description="Train a multi-label image tagger on images with sidecar tag files.")
+    parser = SettingsParser(description="Train a multi-label image tagger on images with sidecar tag files.",
+                            epilog=EXAMPLES)
+    parser.renamed_flags = {"--tags": "--tag-list"}
     add = parser.add_argument
     add("--data", help="folder of training images and their tag files (.env: TRAINING)")
     add("--model", help="where to save the model, e.g. models/tagger.pth (.env: MODEL)")
-    add("--tags", help="where to save the tag list: .txt, .json or .pkl (.env: TAGS); default: NAME.tags.txt "
-                       "beside the model")
+    add("--tag-list", "--tags", dest="tags", help="where to save the model's tag list: .txt, .json or .pkl "
+                                                  "(.env: TAGS); default: NAME.tags.txt beside the model")
     add("--arch", default=arch, help="torchvision architecture (.env: ARCH)")
     add("--weights", default=weights, help=f"starting weights: {WEIGHT_CHOICES} (.env: WEIGHTS)")
-    add("--epochs", type=int, default=num_epochs, help="passes over the data (.env: EPOCHS)")
-    add("--batch-size", type=int, default=batch_size, help="images per step (.env: BATCH_SIZE)")
-    add("--image-size", type=int, default=image_size, help="input side in pixels (.env: IMAGE_SIZE)")
-    add("--lr", type=float, default=learning_rate, help="peak learning rate (.env: LEARNING_RATE)")
+    add("--epochs", type=whole_number(1), default=num_epochs, help="passes over the data (.env: EPOCHS)")
+    add("--batch-size", type=whole_number(1), default=batch_size, help="images per step (.env: BATCH_SIZE)")
+    add("--image-size", type=whole_number(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE), default=image_size,
+        help="input side in pixels (.env: IMAGE_SIZE)")
+    add("--lr", type=number(above=0), default=learning_rate, help="peak learning rate (.env: LEARNING_RATE)")
     add("--backbone-lr", default=backbone_lr, type=backbone_lr_setting,
         help="learning rate of every layer but the new last one, as a share of --lr; auto: 0.3 with pretrained "
              "weights, 1 from scratch (.env: BACKBONE_LR)")
-    add("--warmup", type=float, default=warmup_fraction, help="share of the steps spent warming up")
-    add("--weight-decay", type=float, default=weight_decay, help="AdamW weight decay")
+    add("--warmup", type=number(0, 1), default=warmup_fraction, help="share of the steps spent warming up")
+    add("--weight-decay", type=number(minimum=0), default=weight_decay, help="AdamW weight decay")
     add("--loss", default=loss, choices=LOSS_CHOICES, help="training loss (.env: LOSS)")
     add("--freeze-backbone", action="store_true",
         help="train only the new last layer, on backbone features computed once (fast; needs pretrained weights)")
     add("--augment", default=augment, choices=("on", "off"),
         help="random crops, flips and colour changes in training, for long runs (.env: AUGMENT)")
     add("--no-augment", dest="augment", action="store_const", const="off", help="the same as --augment off")
-    add("--val-fraction", type=float, default=val_fraction, help="share held out for validation (.env: VAL_FRACTION)")
-    add("--min-tag-count", type=int, default=min_tag_count, help="drop tags on fewer images than this")
-    add("--patience", type=int, default=patience, help="epochs without improvement before stopping; 0: never")
-    add("--resume", action="store_true", help="continue the interrupted run whose model is --model")
+    add("--val-fraction", type=number(minimum=0, below=1), default=val_fraction,
+        help="share held out for validation (.env: VAL_FRACTION)")
+    add("--min-tag-count", type=whole_number(1), default=min_tag_count, help="drop tags on fewer images than this")
+    add("--patience", type=whole_number(0), default=patience,
+        help="epochs without improvement before stopping; 0: never (.env: PATIENCE)")
+    add("--resume", action="store_true",
+        help="continue the interrupted run of --model, with the settings it was started with")
     add("--precision", default=precision, choices=PRECISION_CHOICES, help="arithmetic precision (.env: PRECISION)")
     add("--small-input", default=small_input, choices=SMALL_INPUT_CHOICES,
         help="let a ResNet's last three stages (on) or last stage (last) work at twice the resolution; auto: last "
              "from scratch in bf16/fp16 at 96 px or less (.env: SMALL_INPUT)")
-    add("--seed", type=int, default=seed, help="random seed (.env: SEED)")
+    add("--seed", type=whole_number(0), default=seed, help="random seed (.env: SEED)")
     add("--device", default=device, help=f"{' | '.join(DEVICE_CHOICES)} (.env: DEVICE)")
-    add("--workers", type=int, default=workers, help="image-decoding processes (.env: WORKERS)")
-    add("--cache-mb", type=int, default=cache_mb,
+    add("--workers", type=whole_number(0), default=workers, help="image-decoding processes (.env: WORKERS)")
+    add("--cache-mb", type=whole_number(0), default=cache_mb,
         help="keep the decoded images in memory when they fit in this many MB (.env: CACHE_MB); 0: never")
     add("--recursive", action="store_true", help="also read images in subfolders of --data")
     add("--index-cache", default=index_cache, help="keep the tags of --data in this file and re-read only changed "
@@ -161,29 +174,25 @@ def prepare_run(args):
     """Everything before the first epoch: checks, data, split, loaders, model. The notebook calls
     this, then fit() and finish(), to keep the trained model in memory. Under torchrun every
     process runs it; the main one (rank 0) alone prints and writes."""
-    require(args, "data", "training folder")
     processes, run_device = start_processes(args.device)
+    resume_state = read_resume_state(args, processes) if args.resume else None
+    require(args, "data", "training folder")
     args.processes = processes.world_size  # recorded in the checkpoint's settings
     paths = output_paths(args)
-    if processes.is_main:
-        for kind in ("model", "tags"):
-            ensure_writable_folder(paths[kind].parent, "model" if kind == "model" else "tag list")
-    resume_state = None
-    if args.resume:  # read by the main process (the only one that wrote it), sent to the others
-        resume_state = from_main(load_training_state(paths["last.pth"]) if processes.is_main else None)
-    torch.manual_seed(args.seed)
     run_precision = resolve_precision(args.precision, run_device)
+    check_training_settings(args, paths)  # before any data is read or anything is written
+    layout = small_input_layout(args.small_input, args.arch, args.image_size, pretrained=is_pretrained(args.weights),
+                                fast_arithmetic=run_precision != "fp32")
+    if args.sync_batchnorm and processes.is_distributed and run_device.type != "cuda":
+        raise UserError("--sync-batchnorm needs CUDA GPUs; on the CPU leave it out")
+    torch.manual_seed(args.seed)
     print(f"device: {describe_device(run_device)} | precision: {run_precision}")
     paths_of_images, targets, vocabulary = load_training_data(args, processes)
     split, split_names = split_data(args, paths_of_images, targets, resume_state, paths["split.json"], processes)
     loaders = make_loaders(args, paths_of_images, targets, split, run_device, augments(args), processes,
                            for_training=not args.freeze_backbone)
-    layout = small_input_layout(args.small_input, args.arch, args.image_size, pretrained=is_pretrained(args.weights),
-                                fast_arithmetic=run_precision != "fp32")
     model = build_model(args.arch, len(vocabulary), args.weights, small_input=layout).to(run_device)
     if args.sync_batchnorm and processes.is_distributed:
-        if run_device.type != "cuda":
-            raise UserError("--sync-batchnorm needs CUDA GPUs; on the CPU leave it out")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if run_device.type in ("cuda", "cpu"):  # convolutions run faster on channels-last tensors there
         model = model.to(memory_format=torch.channels_last)
@@ -206,6 +215,18 @@ def prepare_run(args):
     return run
 
 
+def read_resume_state(args, processes):
+    """--resume: the interrupted run's state (read by the main process, which wrote it, and sent to
+    the others), whose settings then fill in every setting not given again."""
+    model_path = Path(require(args, "model", "model path"))
+    state_path = model_path.with_name(f"{model_path.stem}.last.pth")
+    if processes.is_main and not state_path.exists() and model_path.is_file():
+        raise describe_finished_run(model_path, load_checkpoint(model_path))
+    state = from_main(load_training_state(state_path) if processes.is_main else None)
+    apply_resumed_settings(args, state, model_path)
+    return state
+
+
 def run_demo(args):
     import infer  # the demo ends by tagging a folder, exactly as infer.py would
 
@@ -216,12 +237,19 @@ def run_demo(args):
         ["--input", str(DEMO_FOLDER / "infer"), "--model", args.model, "--overwrite", "--device", args.device,
          "--workers", "0"], use_environment=False)
     infer.tag_folder(infer_args)
-    print("\ndemo predictions (file: predicted | true):")
+    print("\ndemo predictions (file: predicted | true, both in alphabetical order):")
     for path, true_tags in list(truth.items())[:6]:
-        predicted = read_tag_file(default_tag_file(path))
-        print(f"  {path.name}: {', '.join(predicted) or '-'} | {', '.join(true_tags)}")
-    print(f"\nthe demo's validation micro-F1 is {metrics.get('micro_f1', math.nan):.3f}. "
-          f"Now point TRAINING at your own folder (see .env.example) and run python train.py.")
+        predicted = sorted(read_tag_file(default_tag_file(path)))
+        print(f"  {path.name}: {', '.join(predicted) or '-'} | {', '.join(sorted(true_tags))}")
+    print(f"""
+the demo's validation micro-F1 is {metrics.get('micro_f1', math.nan):.3f}. It wrote:
+  {args.model}  the model (its tags, thresholds and settings inside)
+  {args.data}/  the training pictures and their tag files; {DEMO_FOLDER / 'infer'}/ the pictures it tagged
+  {output_paths(args)['tags']}  the tag list; beside the model: metrics, per-tag report, curves
+next, on your own folder of images with tag files (ImageNet weights are downloaded once):
+  python train.py --data YOUR_FOLDER --model models/tagger.pth
+  python infer.py --input FOLDER_TO_TAG --model models/tagger.pth
+or put TRAINING, MODEL and INFERENCE_DIR in .env (cp .env.example .env) and run them without flags.""")
     return metrics
 
 

@@ -78,7 +78,7 @@ def load_checkpoint(path):
 
 
 def _read_model_file(path):
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise UserError(f"model file {path} does not exist: train one with train.py, or check MODEL / --model")
     return load_torch_file(path, "model file")
 
@@ -102,13 +102,16 @@ def load_model_file(path, tags_path=None, arch=None, image_size=224):
     content = _read_model_file(path)
     if isinstance(content, dict) and content.get("format") == CHECKPOINT_FORMAT:
         return _checked(content, path)
+    if isinstance(content, dict) and content.get("format") == RESUME_FORMAT:
+        raise UserError(f"{path} is the state an interrupted training run keeps for --resume, not a model: use the "
+                        f"model beside it ({path.name.removesuffix('.last.pth')}.pth)")
     state_dict = _bare_state_dict(content)
     if state_dict is None:
         raise UserError(f"{path} is neither a multitag-trainer checkpoint nor a bare model state dict; "
                         "point MODEL / --model at a file written by train.py")
     if not tags_path:
         raise UserError(f"{path} is a bare state dict, as the original multitag-trainer saved models, so its tags "
-                        "are in a separate file: pass that tag list (.pkl, .json or .txt) with TAGS / --tags")
+                        "are in a separate file: pass that tag list (.pkl, .json or .txt) with TAGS / --tag-list")
     tags = read_tag_list(tags_path)
     arch = arch or guess_architecture(state_dict, len(tags), path)
     model = build_model(arch, len(tags), weights="none")
@@ -140,7 +143,7 @@ def guess_architecture(state_dict, num_tags, path):
     shapes = {name: tuple(tensor.shape) for name, tensor in state_dict.items()}
     if "fc.weight" in shapes and shapes["fc.weight"][0] != num_tags:
         raise UserError(f"{path} gives {shapes['fc.weight'][0]} tag outputs but its tag list has {num_tags} tags: "
-                        "they belong to different models. Point TAGS / --tags at the list saved with this model.")
+                        "they belong to different models. Point TAGS / --tag-list at the list saved with this model.")
     family = [arch for arch in available_architectures() if arch.startswith(("resnet", "wide_resnet", "resnext"))]
     for arch in family:
         with torch.device("meta"):
@@ -216,7 +219,7 @@ class _PlainDataUnpickler(pickle.Unpickler):
 def read_tag_list(path):
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"tag list {path} does not exist: check TAGS / --tags")
+        raise UserError(f"tag list {path} does not exist: check TAGS / --tag-list")
     if path.suffix.lower() == ".pkl":
         try:
             with open(path, "rb") as file:

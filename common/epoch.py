@@ -4,10 +4,10 @@ pass that returns every image's probabilities."""
 import math
 
 import torch
-from tqdm.auto import tqdm  # widgets in notebooks, text bars in terminals
 
 from common.distributed import all_agree, gather_rows, sum_across_processes
 from common.precision import autocast
+from common.progress import progress
 
 
 def to_device(images, device):
@@ -32,7 +32,7 @@ def train_one_epoch(model, loader, loss_function, optimizer, scheduler, scaler, 
     process under torchrun."""
     model.train()
     total_loss, total_images = 0.0, 0
-    for step, batch in enumerate(tqdm(loader, desc=description, leave=False, unit="batch")):
+    for step, batch in enumerate(progress(loader, description)):
         unreadable.add(loader.dataset, batch.unreadable)
         usable = step < full_batches(loader) and batch.images is not None and len(batch.images) >= 2
         if not all_agree(usable):

@@ -10,7 +10,7 @@ from torch import nn
 from common.checkpoint import make_checkpoint, model_from_checkpoint, save_checkpoint
 from common.device import pick_device
 from common.errors import UserError
-from common.files import atomic_write, ensure_writable_folder
+from common.files import atomic_write, check_output_file
 
 ONNX_OPSET = 17
 
@@ -74,7 +74,7 @@ def convert_or_export(checkpoint, args):
         print(f"saved {args.model} as a multitag-trainer checkpoint ({checkpoint['arch']}, "
               f"{len(checkpoint['tags'])} tags, {checkpoint['image_size']} px) to {args.save_as}")
     if args.export_onnx:
-        ensure_writable_folder(Path(args.export_onnx).resolve().parent, "ONNX file")
+        check_output_file(args.export_onnx, "ONNX file")
         export_onnx(checkpoint, args.export_onnx)
         print(f"exported {args.model} to {args.export_onnx}: input 'images' (N, 3, {checkpoint['image_size']}, "
               f"{checkpoint['image_size']}) normalised, output 'probabilities' (N, {len(checkpoint['tags'])}); "

@@ -31,6 +31,7 @@ def atomic_write(path, mode="w", encoding="utf-8", newline=None):
     and `path` is untouched.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # made only now, when there is something to put in it
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp makes private (0600) files; give the new file the old one's permissions, or the
@@ -86,15 +87,30 @@ def write_text_atomically(path, text):
         file.write(text)
 
 
-def ensure_writable_folder(folder, what):
-    """Create `folder` if needed and prove we can write there, before any long work starts."""
-    folder = Path(folder)
+def check_output_file(path, what):
+    """Prove that a file can be written at `path` (see check_writable_folder), and that `path` is not a
+    folder, before any work starts."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, but the {what} is a file: give a file path, such as "
+                        f"{path / ('tagger.pth' if what == 'model' else 'output' + (path.suffix or '.txt'))}")
+    check_writable_folder(path.absolute().parent, what)
+
+
+def check_writable_folder(folder, what):
+    """Prove, before any long work starts, that `what` can be written in `folder`, without creating
+    anything: the folder, or the nearest folder above it that exists (where it would be made),
+    must take a file. Writing creates the folder later (atomic_write does)."""
+    folder = Path(folder).absolute()
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        raise UserError(f"cannot write the {what} to {folder}: {existing} is a file, not a folder. Choose another "
+                        "path.")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
-        raise UserError(f"cannot write the {what} to {folder}: {error.strerror or error}. "
+        raise UserError(f"cannot write the {what} to {folder}: {error.strerror or error} in {existing}. "
                         "Choose a folder you can write to.") from error
 
 
@@ -102,6 +118,8 @@ def load_torch_file(path, description):
     """torch.load with weights_only=True, so that a file from a stranger can never run code;
     every failure becomes a UserError that names the file and says what went wrong."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{description} {path} is a folder, not a file: give the path of the file itself")
     if not path.is_file():
         raise UserError(f"{description} {path} does not exist: check the path")
     try:
@@ -111,5 +129,21 @@ def load_torch_file(path, description):
             raise UserError(f"refused to load {description} {path}: it contains Python objects other than "
                             "tensors and plain data, and loading them could run code. Only use files from "
                             "sources you trust; multitag-trainer's own files never need this.") from error
-        raise UserError(f"{description} {path} is not a readable PyTorch file ({type(error).__name__}: {error}). "
-                        "Is it a complete, uncorrupted copy?") from error
+        raise UserError(f"{description} {path} {_what_is_wrong_with(path)}") from error
+
+
+def _what_is_wrong_with(path):
+    """Why a file that torch.load refused is no model: PyTorch files start as a zip archive (or,
+    from before 1.6, as a pickle); anything else is some other kind of file."""
+    with open(path, "rb") as file:
+        start = file.read(64)
+    if start.startswith(b"PK\x03\x04") or start.startswith(b"\x80"):
+        return "is a damaged or incomplete PyTorch file: copy or download it again"
+    if not start:
+        return "is empty, not a PyTorch file: point it at a .pth file written by train.py"
+    try:
+        text = start.decode("utf-8").lstrip()
+    except UnicodeDecodeError:
+        return "is not a PyTorch file: point it at a .pth file written by train.py"
+    kind = "JSON" if text[:1] in "[{" else "text"
+    return f"holds {kind}, not a PyTorch model: point it at a .pth file written by train.py"

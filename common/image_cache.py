@@ -11,10 +11,10 @@ import copy
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from common.dataset import ImageTagDataset, collate_readable
 from common.images import decode_transform
+from common.progress import progress
 
 BYTES_PER_MB = 2 ** 20
 
@@ -51,7 +51,7 @@ def decode_into_memory(images: ImageTagDataset, image_size, transform, workers, 
     pixels = torch.zeros((len(decoding), 3, image_size, image_size), dtype=torch.uint8)
     reasons = {}
     loader = DataLoader(decoding, batch_size=64, num_workers=workers, collate_fn=collate_readable)
-    for batch in tqdm(loader, desc=description, leave=False, unit="batch"):
+    for batch in progress(loader, description):
         reasons.update(batch.unreadable)
         if batch.images is not None:
             pixels[batch.indices] = batch.images

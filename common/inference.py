@@ -8,7 +8,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from common.checkpoint import model_from_checkpoint, read_tag_list
 from common.dataset import ImageTagDataset, collate_readable
@@ -19,6 +18,7 @@ from common.images import eval_transform
 from common.metrics import evaluate, tag_report
 from common.model import classifier_head_name, fold_batchnorm, set_submodule
 from common.precision import autocast
+from common.progress import Counter
 from common.tagfiles import read_tag_file
 
 
@@ -74,12 +74,15 @@ class Tagger:
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False,
                             collate_fn=collate_readable, pin_memory=self.device.type == "cuda",
                             persistent_workers=False)
-        with tqdm(total=len(dataset), desc=description, unit="img", dynamic_ncols=True) as progress:
+        progress = Counter(len(dataset), description, "image")
+        try:
             for batch in loader:
                 unreadable.add(dataset, batch.unreadable)
                 if batch.images is not None:
                     yield batch.indices.tolist(), self.probabilities(batch.images).numpy()
                 progress.update(len(batch.indices) + len(batch.unreadable))
+        finally:
+            progress.close()
 
 
 def make_tag_chooser(tags, thresholds, allowed, blocked, top_k):
@@ -142,7 +145,7 @@ def check_tag_list(tags_setting, checkpoint):
     listed = read_tag_list(path)
     if len(listed) != len(tags):
         raise UserError(f"tag list {path} has {len(listed)} tags but the model was trained on {len(tags)}: they "
-                        "belong to different models. Point TAGS / --tags at the list saved with this model, or "
+                        "belong to different models. Point TAGS / --tag-list at the list saved with this model, or "
                         "leave it unset.")
     if listed != tags:
         print(f"warning: tag list {path} differs from the model's own list; using the model's")

@@ -1,5 +1,6 @@
 """The tagger: a torchvision classifier whose last layer gives one logit per tag."""
 
+import difflib
 from pathlib import Path
 
 import torch
@@ -140,8 +141,11 @@ def build_model(arch, num_tags, weights="none", small_input=None):
     current recommended weights, downloaded once to $TORCH_HOME), 'none', or a local file.
     small_input: a ResNet's layout for small pictures (see small_input_layout), or None."""
     if arch not in available_architectures():
-        raise UserError(f"unknown --arch '{arch}'. Choose a torchvision classifier such as resnet18, resnet50, "
-                        f"efficientnet_b0, convnext_tiny or vit_b_16 (all: {', '.join(available_architectures())})")
+        close = difflib.get_close_matches(arch, available_architectures(), n=3, cutoff=0.6)
+        suggestion = f"did you mean {' or '.join(close)}? " if close else ""
+        raise UserError(f"unknown --arch '{arch}': {suggestion}Choose a torchvision classifier such as resnet18, "
+                        "resnet50, efficientnet_b0, convnext_tiny or vit_b_16 (python -c \"import torchvision; "
+                        "print(torchvision.models.list_models(module=torchvision.models))\" lists them all)")
     weights = str(weights or "none")
     if weights.lower() == "imagenet":
         model = _load_imagenet_model(arch)
@@ -173,6 +177,11 @@ def _load_imagenet_model(arch):
 def load_backbone_weights(model, path, arch):
     """Start from a local weights file: a torchvision state dict, or one of our own checkpoints.
     Tensors whose shape differs from the model (the old classifier head) are left fresh."""
+    model.load_state_dict(weights_that_fit(model, path, arch), strict=False)
+
+
+def weights_that_fit(model, path, arch):
+    """The tensors of a weights file that fit the model; an error if too few do."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--weights {path}: no such file. Use imagenet, none, or the path of a .pth weights file.")
@@ -189,7 +198,33 @@ def load_backbone_weights(model, path, arch):
     if len(set(matching) & backbone_names) < 0.9 * len(backbone_names):
         raise UserError(f"--weights {path} does not fit --arch {arch}: only {len(matching)} of {len(own)} tensors "
                         "match. Pass the --arch the weights were made for.")
-    model.load_state_dict(matching, strict=False)
+    return matching
+
+
+def check_architecture(arch, image_size, weights):
+    """Before any data is read: that `arch` exists, runs at `image_size` (on PyTorch's 'meta'
+    device, which computes shapes only, in a fraction of a second), and that `weights` can be had:
+    a file that fits, or ImageNet weights that are cached or can be downloaded now."""
+    if arch not in available_architectures():
+        build_model(arch, 1)  # raises the error that lists the choices
+    with torch.device("meta"):
+        network = models.get_model(arch, weights=None).eval()
+    try:
+        with torch.no_grad():
+            network(torch.empty(1, 3, image_size, image_size, device="meta"))
+    except Exception as error:  # a ViT's fixed input size, or a feature map shrunk to nothing
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"--image-size {image_size} does not suit --arch {arch} ({reason}); choose another size "
+                        f"(ViTs take exactly {_vit_size(network) or 224}) or another --arch") from None
+    weights = str(weights or "none")
+    if weights.lower() == "imagenet":
+        _load_imagenet_model(arch)  # downloads once, into torchvision's cache, or says why it cannot
+    elif weights.lower() != "none":
+        weights_that_fit(network, weights, arch)
+
+
+def _vit_size(network):
+    return getattr(network, "image_size", None)
 
 
 def count_parameters(model):

@@ -8,7 +8,10 @@ one) and checks every value, whatever its source, with the same types and choice
 """
 
 import argparse
+import difflib
+import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -51,15 +54,101 @@ ENVIRONMENT_KEYS = {
 RENAMED_KEYS = {"STEM_MAXPOOL": "SMALL_INPUT"}
 
 DEFAULT_ENV_FILE = ".env"
+ENV_LINE = re.compile(r"^\s*(export\s+)?[A-Za-z_][A-Za-z0-9_.]*\s*=")  # what a .env setting line looks like
+
+# The smallest input side accepted: below it a network sees too little to tag anything (and some
+# architectures cannot run at all; train.py also checks the chosen one).
+MIN_IMAGE_SIZE = 32
+MAX_IMAGE_SIZE = 4096  # far beyond what the networks were built for, and gigabytes per batch
 
 
-class SettingsParser(argparse.ArgumentParser):
+# Keys that are not settings of a script but are still ours: never reported as unknown in a .env file.
+OTHER_KEYS = {"MULTITAG_DEBUG"}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help with each setting's default where it has one (not "default: None" or "default: "),
+    and the examples at the end kept as they are written."""
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        default = action.default
+        shown = not (default is None or default is False or default == "" or default == argparse.SUPPRESS)
+        if shown and "%(default)" not in help_text and action.option_strings and action.nargs != 0:
+            text = repr(default) if isinstance(default, str) and default != default.strip() or "\n" in str(default) \
+                else "%(default)s"
+            help_text += f" (default: {text})"
+        return help_text
+
+
+def whole_number(minimum, maximum=None):
+    """An argparse type: an integer from `minimum` (to `maximum`), with a message that says so."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, not {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def number(minimum=None, maximum=None, above=None, below=None):
+    """An argparse type: a finite number within the given bounds (inclusive, or strict with above/below)."""
+    bounds = [text for text in (minimum is not None and f"at least {minimum:g}",
+                                above is not None and f"above {above:g}",
+                                maximum is not None and f"at most {maximum:g}",
+                                below is not None and f"below {below:g}") if text]
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if not (math.isfinite(value) and (minimum is None or value >= minimum) and (above is None or value > above)
+                and (maximum is None or value <= maximum) and (below is None or value < below)):
+            raise argparse.ArgumentTypeError(f"must be {' and '.join(bounds)}, not {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser whose mistakes are one line (not argparse's usage block), whose --help shows
+    meaningful defaults, and whose flags must be spelled out."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)  # a flag is spelled out, so that we know which were given
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        message = message.replace("\r", "\\r").replace("\n", "\\n")  # a value's line breaks, shown, on one line
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def note_renamed_flags(argv, renamed_flags):
+    """A note for each old flag name used: it still works, under its new name."""
+    for old, new in renamed_flags.items():
+        if any(arg == old or arg.startswith(old + "=") for arg in argv):
+            print(f"note: {old} is now called {new}; the old name still works in this release", file=sys.stderr)
+
+
+class SettingsParser(CommandParser):
     """An ArgumentParser whose unset flags fall back to the environment, then to a .env file."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
         self._flag_by_dest = {}  # set before super().__init__, which already adds --help
         self._origin_by_flag = {}  # for error messages: which key and file a bad value came from
+        self.renamed_flags = {}  # old flag -> its new name: still accepted, with a note
         super().__init__(*args, **kwargs)
         self.add_argument(
             "--env-file",
@@ -77,18 +166,45 @@ class SettingsParser(argparse.ArgumentParser):
 
     def parse_settings(self, argv=None, use_environment=True):
         """Parse argv after the environment and .env. With use_environment=False (the demo),
-        only flags and the script's defaults count, so a user's .env cannot redirect it."""
-        argv = list(argv) if argv is not None else sys.argv[1:]
+        only flags and the script's defaults count, so a user's .env cannot redirect it.
+
+        The result's `given` maps each setting given on the command line or in the environment
+        to where it came from ("--epochs", "EPOCHS in the environment"): --resume lets the saved
+        run's settings win over everything else, and infer.py names the flags a checkpoint ignores."""
+        argv = [str(arg) for arg in argv] if argv is not None else sys.argv[1:]
         env_file = self._early_value(argv, "--env-file") or DEFAULT_ENV_FILE
-        layered_flags = []
+        layered_flags, given = [], {}
         if use_environment:
-            sources = [
-                (f"{env_file}", read_env_file(env_file, required=env_file != DEFAULT_ENV_FILE)),
-                ("the environment", os.environ),
-            ]
-            for source, values in sources:
-                layered_flags += self._flags_from(values, source)
-        return self.parse_args(layered_flags + argv)
+            file_values = read_env_file(env_file, required=env_file != DEFAULT_ENV_FILE)
+            self._check_keys(file_values, env_file)
+            layered_flags += self._flags_from(file_values, env_file)
+            environment_flags = self._flags_from(os.environ, "the environment")
+            layered_flags += environment_flags
+            given |= {self._dest_of_flag[flag.split("=")[0]]: self._origin_by_flag[flag.split("=")[0]]
+                      for flag in environment_flags}
+        args = self.parse_args(layered_flags + argv)
+        note_renamed_flags(argv, self.renamed_flags)
+        given |= {action.dest: name for action in self._actions for name in action.option_strings
+                  if any(arg == name or arg.startswith(name + "=") for arg in argv)}
+        args.given = given
+        return args
+
+    @property
+    def _dest_of_flag(self):
+        return {flag: dest for dest, flag in self._flag_by_dest.items()}
+
+    def _check_keys(self, values, source):
+        """A key in a .env file that is none of ours is most likely a typo: name the key it resembles."""
+        known = set(ENVIRONMENT_KEYS.values()) | set(RENAMED_KEYS) | OTHER_KEYS
+        for key in values:
+            if key in known:
+                continue
+            close = difflib.get_close_matches(key.upper(), sorted(known), n=1, cutoff=0.75)
+            if close:
+                raise UserError(f"{key} in {source} is not a setting; did you mean {close[0]}? (every key is listed "
+                                "in .env.example)")
+            print(f"warning: {key} in {source} is not a setting of these scripts and is ignored (every key is listed "
+                  "in .env.example)", file=sys.stderr)
 
     def _flags_from(self, values, source):
         for old_key, new_key in RENAMED_KEYS.items():
@@ -112,6 +228,7 @@ class SettingsParser(argparse.ArgumentParser):
         return getattr(known, flag.lstrip("-").replace("-", "_"))
 
     def error(self, message):
+        """One line, naming the flag and where its value came from."""
         origins = [f"{flag} was set by {origin}" for flag, origin in self._origin_by_flag.items() if flag in message]
         super().error("; ".join([message, *origins]))
 
@@ -132,6 +249,10 @@ def read_env_file(path, required=False):
         if required:
             raise UserError(f"settings file {path} does not exist: check the --env-file path")
         return {}
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#") and not ENV_LINE.match(line):
+            raise UserError(f"line {number} of {path} is not KEY=value: {line.strip()!r}. Write it as, for example, "
+                            "EPOCHS=10 (every key is listed in .env.example)")
     return {key: value for key, value in dotenv_values(path).items() if value is not None}
 
 

@@ -102,7 +102,7 @@ class TrainingRun:
 
 
 def settings_of(args):
-    return {key: value for key, value in vars(args).items() if key not in ("demo", "yes", "debug", "resume")}
+    return {key: value for key, value in vars(args).items() if key not in ("demo", "yes", "debug", "resume", "given")}
 
 
 def announce_unreadable(run):

@@ -73,9 +73,14 @@ def test_checkpoint_with_pickled_code_is_refused_and_the_code_never_runs(tmp_pat
 def test_unhelpful_files_get_clear_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pth")
-    (tmp_path / "text.pth").write_text("not a model")
-    with pytest.raises(UserError, match="not a readable PyTorch file"):
-        load_checkpoint(tmp_path / "text.pth")
+    for name, content, message in (("text.pth", b"not a model", "holds text, not a PyTorch model"),
+                                   ("json.pth", b'{"tags": ["a"]}', "holds JSON, not a PyTorch model"),
+                                   ("empty.pth", b"", "is empty, not a PyTorch file"),
+                                   ("cut.pth", b"PK\x03\x04 the start of a zip", "damaged or incomplete PyTorch file")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(UserError, match=message) as error:
+            load_checkpoint(tmp_path / name)
+        assert "\n" not in str(error.value) and "file an issue" not in str(error.value)  # no PyTorch advice
     torch.save(build_model("resnet18", 2, "none").state_dict(), tmp_path / "bare.pth")
     with pytest.raises(UserError, match="not a multitag-trainer checkpoint"):
         load_checkpoint(tmp_path / "bare.pth")

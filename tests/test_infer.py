@@ -187,7 +187,7 @@ def test_a_model_from_the_original_tool_is_recognised_used_and_converted(trained
                         tmp_path / "wrong_tags.pkl", cwd=tmp_path, check=False)
     assert mismatch.returncode == 2 and "different models" in mismatch.stderr and "Traceback" not in mismatch.stderr
     no_tags = run_main("infer.py", "--input", folder, "--model", tmp_path / "old.pth", cwd=tmp_path, check=False)
-    assert no_tags.returncode == 2 and "--tags" in no_tags.stderr
+    assert no_tags.returncode == 2 and "--tag-list" in no_tags.stderr
 
 
 def test_bad_option_values_are_clear_errors(trained, tmp_path):
@@ -195,7 +195,7 @@ def test_bad_option_values_are_clear_errors(trained, tmp_path):
     folder = fresh_copy_of_images(root, tmp_path)
     model = ["--input", folder, "--model", root / "models" / "m.pth"]
     for flags, message in ((["--precision", "fp16", "--device", "cpu"], "fp16 is for GPUs"),
-                           (["--top-k", "0"], "--top-k must be at least 1"),
+                           (["--top-k", "0"], "--top-k: must be at least 1, not 0"),
                            (["--blacklist", tmp_path / "nope.txt"], "blacklist")):
         result = run_main("infer.py", *model, *flags, cwd=tmp_path, check=False)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
@@ -455,3 +455,15 @@ def test_an_interrupted_run_finished_by_a_second_run_leaves_complete_sidecars_an
     _, probabilities = read_csv(tmp_path / "all.csv")
     assert sorted(probabilities) == names
     assert sorted(json.loads(line)["file"] for line in (tmp_path / "all.jsonl").read_text().splitlines()) == names
+
+
+def test_flags_a_checkpoint_does_not_use_are_named_as_ignored(trained, tmp_path):
+    root, _ = trained
+    folder = fresh_copy_of_images(root, tmp_path)
+    result = run_main("infer.py", "--input", folder, "--model", root / "models" / "m.pth", *CPU, "--arch",
+                      "resnet50", "--image-size", "128", cwd=tmp_path)
+    assert "note: --arch and --image-size ignored: " in result.stdout and "records its own (resnet18, 32 px)" in (
+        result.stdout)
+    quiet = run_main("infer.py", "--input", folder, "--model", root / "models" / "m.pth", *CPU, "--overwrite",
+                     cwd=tmp_path)
+    assert "ignored" not in quiet.stdout

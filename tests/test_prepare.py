@@ -122,3 +122,25 @@ def test_prepare_check_names_each_unreadable_file_with_its_reason(hostile_traini
         line = next(line for line in lines if name in line)
         assert len(line.split(name, 1)[1].strip(": .")) > 10, f"no reason given for {name}: {line}"
     assert any("decompression bomb" in line.lower() or "pixels" in line.lower() for line in lines if "bomb" in line)
+
+
+def test_counts_say_what_actually_happened(tmp_path):
+    source, destination = tmp_path / "classes", tmp_path / "dataset"
+    save_image(source / "cat" / "a.jpg", RED)
+    save_image(source / "cat" / "b.jpg", BLUE)
+    first = run_main("prepare.py", "folders", source, destination, cwd=tmp_path)
+    assert "copied 2 image(s) into" in first.stdout
+    again = run_main("prepare.py", "folders", source, destination, cwd=tmp_path)
+    assert "copied 0 image(s) into" in again.stdout and "2 already there (tags merged)" in again.stdout
+    (destination / "a.jpg.txt").write_text("cat\nindoor\n")
+    tagged = run_main("prepare.py", "tag", destination, "--add", "indoor, outdoor", cwd=tmp_path)
+    assert "changed 2 of 2 sidecar(s)" in tagged.stdout and "added indoor to 1, outdoor to 2" in tagged.stdout
+    assert read_tag_file(destination / "a.jpg.txt") == ["cat", "indoor", "outdoor"]
+    unchanged = run_main("prepare.py", "tag", destination, "--add", "outdoor", cwd=tmp_path)
+    assert "changed 0 of 2" in unchanged.stdout and "added nothing; 2 already had every tag" in unchanged.stdout
+
+
+def test_checking_an_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_main("prepare.py", "check", tmp_path / "empty", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "found no images in" in result.stderr

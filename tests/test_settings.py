@@ -1,9 +1,10 @@
 """Settings precedence: flag > environment variable > .env > the script's defaults."""
 
 import os
+import re
 
 import pytest
-from conftest import run_main
+from conftest import REPOSITORY, run_main
 
 import train
 from common.checkpoint import load_checkpoint, read_tag_list
@@ -165,7 +166,7 @@ def test_missing_settings_and_folders_are_one_clear_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == "error: no training folder given: pass --data or set TRAINING in .env"
     result = run_main("train.py", "--data", tmp_path / "nowhere", "--model", "m.pth", cwd=tmp_path, check=False)
-    assert "nowhere is not a folder" in result.stderr and "Traceback" not in result.stderr
+    assert f"--data {tmp_path / 'nowhere'} does not exist" in result.stderr and "Traceback" not in result.stderr
     result = run_main("infer.py", "--input", tmp_path, "--model", tmp_path / "none.pth", cwd=tmp_path,
                       check=False)
     assert result.returncode == 2 and "none.pth does not exist" in result.stderr
@@ -180,3 +181,45 @@ def test_settings_from_env_file_drive_a_whole_run(shapes_dataset, tmp_path):
     assert read_tag_list(tmp_path / "models" / "tags.pkl") == load_checkpoint(tmp_path / "models" / "m.pth")["tags"]
     run_main("infer.py", cwd=tmp_path)
     assert len(list((root / "infer").glob("*.png.txt"))) == 6
+
+
+def test_a_mistyped_key_in_env_file_names_the_key_it_resembles(clean_environment):
+    for line, message in (("EPOCH=1", "EPOCH in .env is not a setting; did you mean EPOCHS?"),
+                          ("TRAINNG=photos/", "TRAINNG in .env is not a setting; did you mean TRAINING?")):
+        (clean_environment / ".env").write_text(line + "\n")
+        result = run_main("train.py", cwd=clean_environment, check=False)
+        assert result.returncode == 2 and result.stderr == f"error: {message} (every key is listed in .env.example)\n"
+
+
+def test_other_keys_in_env_file_are_named_and_the_environment_is_left_alone(clean_environment, capsys):
+    (clean_environment / ".env").write_text("HF_TOKEN=abc\nEPOCHS=3\n")
+    os.environ["EPOCH"] = "1"  # not ours: the environment holds every program's variables
+    assert parse_train([]).epochs == 3
+    assert capsys.readouterr().err == ("warning: HF_TOKEN in .env is not a setting of these scripts and is ignored "
+                                       "(every key is listed in .env.example)\n")
+
+
+def test_env_example_lists_every_key():
+    text = (REPOSITORY / ".env.example").read_text()
+    listed = set(re.findall(r"^#? ?([A-Z_]+)=", text, re.MULTILINE))
+    assert listed == set(ENVIRONMENT_KEYS.values())
+
+
+@pytest.mark.parametrize("script", ["train.py", "infer.py", "prepare.py"])
+def test_help_ends_with_examples_and_shows_only_real_defaults(script, tmp_path):
+    result = run_main(script, "--help", cwd=tmp_path)
+    assert "(default: None)" not in result.stdout and "(default: )" not in result.stdout
+    examples = result.stdout.split("examples:\n")[1].strip().splitlines()
+    assert 2 <= len(examples) <= 4 and all(line.strip().startswith(f"python {script}") for line in examples)
+
+
+def test_old_flag_names_still_work_with_a_note(trained, tmp_path):
+    root, _ = trained
+    args = parse_train(["--tags", "t.json"])
+    assert args.tags == "t.json"
+    folder = root / "shapes" / "infer"
+    result = run_main("infer.py", "--input", folder, "--model", root / "models" / "m.pth", "--tags",
+                      root / "models" / "tags.json", "--workers", "0", cwd=tmp_path)
+    assert "note: --tags is now called --tag-list; the old name still works in this release" in result.stderr
+    tagged = run_main("prepare.py", "tag", folder, "--tags", "extra", cwd=tmp_path)
+    assert "note: --tags is now called --add" in tagged.stderr and "added extra to 6" in tagged.stdout
