@@ -225,3 +225,29 @@ def test_inference_mistakes_are_named_before_any_image_is_read(trained, tmp_path
     destination.write_text("x")
     moved = run_main("prepare.py", "folders", folder, destination, cwd=tmp_path, check=False)
     assert moved.returncode == 2 and "is a file, not a folder" in moved.stderr
+
+
+def text_flags():
+    """(script, flag) for every flag of train.py and infer.py that takes free text, such as a path."""
+    for script, make in parsers().items():
+        for action in make()._actions:
+            if action.option_strings and action.type is None and not action.choices and action.nargs is None \
+                    and action.option_strings[0] != "--help":
+                yield script, action.option_strings[0]
+
+
+@pytest.mark.parametrize("script, flag", list(text_flags()))
+def test_no_path_or_text_in_any_flag_gives_a_traceback(script, flag, trained, tmp_path):
+    root, _ = trained
+    empty, folder, text = tmp_path / "empty", tmp_path / "a_folder", tmp_path / "notes.txt"
+    empty.mkdir()
+    folder.mkdir()
+    text.write_text("not what was asked for\n")
+    # settings that pass every check, on a folder with no images: a run that gets past the checks stops at once
+    base = (["--data", empty, "--model", tmp_path / "m.pth", *FAST_TRAINING] if script == "train.py" else
+            ["--input", empty, "--model", root / "models" / "m.pth", "--workers", "0", "--device", "cpu"])
+    for value in ("", "nosuch/x.pth", folder, text):
+        result = run_main(script, *base, f"{flag}={value}", cwd=tmp_path, check=False)  # any exception fails
+        assert result.returncode in (0, 2), (flag, value, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 0 or (lines[-1].startswith("error: ") and "Traceback" not in result.stderr)
