@@ -85,7 +85,7 @@ def get_args_parser():
     add("--precision", default=precision, choices=PRECISION_CHOICES, help="arithmetic precision (.env: PRECISION)")
     add("--compile", action="store_true", help="compile the model with torch.compile (pays off on big folders)")
     add("--recursive", action="store_true", help="also tag images in subfolders of --input")
-    add("--arch", help="architecture of a bare state dict, when it is not recognised (.env: ARCH)")
+    add("--arch", type=str.lower, help="architecture of a bare state dict, when it is not recognised (.env: ARCH)")
     add("--image-size", type=whole_number(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE), default=legacy_image_size,
         help="input side of a bare state dict (.env: IMAGE_SIZE); checkpoints record their own")
     add("--save-as", help="convert --model (e.g. a bare state dict) into a checkpoint at this path, then stop")

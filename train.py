@@ -87,7 +87,7 @@ def get_args_parser():
     add("--model", help="where to save the model, e.g. models/tagger.pth (.env: MODEL)")
     add("--tag-list", "--tags", dest="tags", help="where to save the model's tag list: .txt, .json or .pkl "
                                                   "(.env: TAGS); default: NAME.tags.txt beside the model")
-    add("--arch", default=arch, help="torchvision architecture (.env: ARCH)")
+    add("--arch", default=arch, type=str.lower, help="torchvision architecture (.env: ARCH)")
     add("--weights", default=weights, help=f"starting weights: {WEIGHT_CHOICES} (.env: WEIGHTS)")
     add("--epochs", type=whole_number(1), default=num_epochs, help="passes over the data (.env: EPOCHS)")
     add("--batch-size", type=whole_number(1), default=batch_size, help="images per step (.env: BATCH_SIZE)")

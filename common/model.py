@@ -188,6 +188,8 @@ def weights_that_fit(model, path, arch):
     state = load_torch_file(path, "--weights file")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]  # one of our checkpoints: fine-tune from an earlier tagger
+    elif isinstance(state, dict) and isinstance(state.get("model"), dict) and "epochs_done" in state:
+        state = state["model"]  # the resumable state of an interrupted run: start afresh from its weights
     if not isinstance(state, dict):
         raise UserError(f"--weights {path} does not hold a state dict (a mapping of parameter names to tensors).")
     own = model.state_dict()

@@ -98,7 +98,7 @@ def typed_flags():
     """(script, flag) for every flag of train.py and infer.py that takes a number or a choice."""
     for script, make in parsers().items():
         for action in make()._actions:
-            if action.option_strings and (action.type is not None or action.choices):
+            if action.option_strings and (action.type not in (None, str.lower) or action.choices):
                 yield script, action.option_strings[0]
 
 
@@ -231,8 +231,8 @@ def text_flags():
     """(script, flag) for every flag of train.py and infer.py that takes free text, such as a path."""
     for script, make in parsers().items():
         for action in make()._actions:
-            if action.option_strings and action.type is None and not action.choices and action.nargs is None \
-                    and action.option_strings[0] != "--help":
+            takes_text = action.type in (None, str.lower) and not action.choices and action.nargs is None
+            if action.option_strings and takes_text and action.option_strings[0] != "--help":
                 yield script, action.option_strings[0]
 
 
