@@ -29,6 +29,7 @@ from common.errors import UserError, exit_on_user_error
 from common.files import check_output_file, check_writable_folder
 from common.folder_scan import scan_folder, short_list
 from common.export import convert_or_export
+from common.jpeg_decode import DECODE_CHOICES, resolve_decode
 from common.inference import Tagger, check_tag_list, evaluate_tagger, make_tag_chooser, read_tag_filter
 from common.precision import PRECISION_CHOICES, resolve_precision
 from common.reports import format_tag_report, join_tables, open_tables
@@ -40,6 +41,7 @@ from common.tagfiles import read_tag_file, write_sidecar
 batch_size = None  # images per forward pass: None means 64 on a GPU, 16 on a CPU (faster there: fits its caches)
 device = "auto"  # auto (cuda, then mps, then cpu) | cuda | mps | cpu
 precision = "auto"  # auto (bf16/fp16 on CUDA, bf16 on CPUs with bf16 hardware, else fp32) | fp32 | bf16 | fp16
+decode = "auto"  # auto (gpu on CUDA, else cpu) | gpu: JPEGs decoded on the GPU with nvJPEG | cpu: by the workers
 workers = min(4, os.cpu_count() or 1)  # background processes decoding images; 0 decodes in the main one
 whitelist_file = "whitelist.txt"  # used when WHITELIST is not set and this file exists; else all tags allowed
 separator = "\n"  # between tags in new sidecars: one per line (gallery-dl style) or ", " (kohya captions)
@@ -83,6 +85,9 @@ def get_args_parser():
     add("--workers", type=whole_number(0), default=workers, help="image-decoding processes (.env: WORKERS)")
     add("--device", default=device, help=f"{' | '.join(DEVICE_CHOICES)} (.env: DEVICE)")
     add("--precision", default=precision, choices=PRECISION_CHOICES, help="arithmetic precision (.env: PRECISION)")
+    add("--decode", default=decode, choices=DECODE_CHOICES,
+        help="where JPEGs are decoded: gpu (nvJPEG, in batches), cpu (in the workers); auto: gpu on CUDA "
+             "(.env: DECODE)")
     add("--compile", action="store_true", help="compile the model with torch.compile (pays off on big folders)")
     add("--recursive", action="store_true", help="also tag images in subfolders of --input")
     add("--arch", type=str.lower, help="architecture of a bare state dict, when it is not recognised (.env: ARCH)")
@@ -178,6 +183,7 @@ def tag_folder(args):
     tags = checkpoint["tags"]
     check_tag_list(args.tags, checkpoint)
     check_options(args)
+    run_decode = resolve_decode(args.decode, run_device)
     thresholds = np.array(checkpoint["thresholds"] if args.threshold is None else [args.threshold] * len(tags))
     allowed = read_tag_filter(args.whitelist, tags, "whitelist", whitelist_file)
     blocked = read_tag_filter(args.blacklist, tags, "blacklist")
@@ -192,8 +198,9 @@ def tag_folder(args):
         check_writable_folder(scan.folder, "tag files")
     run_precision = resolve_precision(args.precision, run_device)
     args.batch_size = args.batch_size or (64 if run_device.type == "cuda" else 16)
-    tagger = Tagger(checkpoint, run_device, run_precision, args.compile)
-    print(f"device: {describe_device(run_device)} | precision: {run_precision} | model: {checkpoint['arch']}, "
+    tagger = Tagger(checkpoint, run_device, run_precision, args.compile, decode=run_decode)
+    print(f"device: {describe_device(run_device)} | precision: {run_precision} | decode: {run_decode} | model: "
+          f"{checkpoint['arch']}, "
           f"{len(tags)} tags, {checkpoint['image_size']} px | images: {len(scan.images)} in {args.input}"
           + (f" | processes: {processes.world_size}" if processes.is_distributed else ""))
     if args.evaluate and not pending:

@@ -25,6 +25,7 @@ from common.distributed import LR_SCALING_CHOICES, from_main, start_processes, s
 from common.errors import UserError, exit_on_user_error
 from common.feature_cache import cache_features
 from common.folder_scan import load_training_data
+from common.jpeg_decode import DECODE_CHOICES, resolve_decode
 from common.loaders import augments, make_loaders
 from common.losses import LOSS_CHOICES
 from common.model import (DEFAULT_ARCH, SMALL_INPUT_CHOICES, WEIGHT_CHOICES, build_model, classifier_head_name,
@@ -57,6 +58,7 @@ precision = "auto"  # auto (bf16/fp16 on CUDA, bf16 on CPUs with bf16 hardware, 
 small_input = "auto"  # ResNets at <= 96 px: auto (last on from scratch in bf16/fp16) | on | last | off
 seed = 0  # makes the validation split and the initial weights repeatable
 device = "auto"  # auto (cuda, then mps, then cpu) | cuda | mps | cpu
+decode = "auto"  # JPEGs not kept in memory: auto (gpu on CUDA) | gpu (nvJPEG, in batches) | cpu (the workers)
 workers = min(4, os.cpu_count() or 1)  # background processes decoding images; 0 decodes in the main one
 cache_mb = 2048  # MB of memory for keeping decoded training images, so later epochs decode nothing; 0: never
 index_cache = ""  # PATH: a file that remembers the tag files, so that large folders re-scan fast; "" for none
@@ -113,6 +115,9 @@ def get_args_parser():
     add("--resume", action="store_true",
         help="continue the interrupted run of --model, with the settings it was started with")
     add("--precision", default=precision, choices=PRECISION_CHOICES, help="arithmetic precision (.env: PRECISION)")
+    add("--decode", default=decode, choices=DECODE_CHOICES,
+        help="where JPEGs that are not kept in memory are decoded: gpu (nvJPEG), cpu (the workers); auto: gpu on "
+             "CUDA (.env: DECODE)")
     add("--small-input", default=small_input, choices=SMALL_INPUT_CHOICES,
         help="let a ResNet's last three stages (on) or last stage (last) work at twice the resolution; auto: last "
              "from scratch in bf16/fp16 at 96 px or less (.env: SMALL_INPUT)")
@@ -180,6 +185,7 @@ def prepare_run(args):
     args.processes = processes.world_size  # recorded in the checkpoint's settings
     paths = output_paths(args)
     run_precision = resolve_precision(args.precision, run_device)
+    resolve_decode(args.decode, run_device)  # --decode gpu without a GPU is refused here, before any work
     check_training_settings(args, paths)  # before any data is read or anything is written
     layout = small_input_layout(args.small_input, args.arch, args.image_size, pretrained=is_pretrained(args.weights),
                                 fast_arithmetic=run_precision != "fp32")

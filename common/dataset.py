@@ -119,7 +119,11 @@ def collate_readable(samples):
     unreadable = [(position, reason) for _, _, position, reason in samples if reason is not None]
     if not readable:
         return Batch(None, None, torch.empty(0, dtype=torch.long), unreadable)
-    images = default_collate([sample[0] for sample in readable])
+    pictures = [sample[0] for sample in readable]
+    # Decoded pictures are stacked; with --decode gpu some are still JPEG files' bytes, and the
+    # batch keeps them as a list for decode_on_device (common/jpeg_decode.py)
+    encoded = any(not isinstance(picture, torch.Tensor) for picture in pictures)
+    images = pictures if encoded else default_collate(pictures)
     targets = default_collate([sample[1] for sample in readable]) if readable[0][1] is not None else None
     indices = torch.tensor([sample[2] for sample in readable], dtype=torch.long)
     return Batch(images, targets, indices, unreadable)

@@ -71,6 +71,18 @@ def normalize_transform(mean=IMAGENET_MEAN, std=IMAGENET_STD):
     return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
 
+def normalize_batch(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """A batch of uint8 pixels, already on its device, as the network's float input; a float batch
+    (normalised by its transform) is returned as it is. Loaders send uint8 pixels, a quarter of the
+    bytes of floats, and the device normalises the whole batch in one step: nothing per image runs
+    in the main process."""
+    if images.dtype != torch.uint8:
+        return images
+    mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1) * 255
+    std = torch.tensor(std, device=images.device).view(1, -1, 1, 1) * 255
+    return (images.float() - mean) / std
+
+
 def augmentations(image_size):
     """Light augmentation: most of the picture stays in view, so tagged objects rarely leave it.
     Works on PIL images and on uint8 tensors alike."""
@@ -91,8 +103,19 @@ def train_transform(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     return v2.Compose([*augmentations(image_size), v2.PILToTensor(), normalize_transform(mean, std)])
 
 
-def kept_pixels_transform(image_size, augmented, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """For pixels that decode_transform made once and training keeps in memory: the rest of the
-    eval or train transform (augmenting a kept, already resized picture is a little blurrier
-    than augmenting the file's full-size one, and far cheaper)."""
-    return v2.Compose([*(augmentations(image_size) if augmented else []), normalize_transform(mean, std)])
+def kept_pixels_transform(image_size, augmented):
+    """For pixels that decode_transform made once and training keeps in memory: the crops and colour
+    changes of the train transform, on the uint8 pixels (augmenting a kept, already resized picture
+    is a little blurrier than augmenting the file's full-size one, and far cheaper); without
+    augmentation, nothing. Either way the pixels go to the device as uint8, where random_flips and
+    normalize_batch finish them a batch at a time."""
+    if not augmented:
+        return v2.Identity()
+    return v2.Compose([transform for transform in augmentations(image_size)
+                       if not isinstance(transform, v2.RandomHorizontalFlip)])
+
+
+def random_flips(images):
+    """Each picture of a batch mirrored left to right with probability one half, on its device."""
+    mirrored = torch.rand(len(images), device=images.device) < 0.5
+    return torch.where(mirrored.view(-1, 1, 1, 1), images.flip(-1), images)

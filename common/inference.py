@@ -14,7 +14,8 @@ from common.dataset import ImageTagDataset, collate_readable
 from common.distributed import gather_rows
 from common.errors import UserError
 from common.folder_scan import multi_hot
-from common.images import eval_transform
+from common.images import decode_transform, normalize_batch
+from common.jpeg_decode import EncodedJpegs, decode_on_device
 from common.metrics import evaluate, tag_report
 from common.model import classifier_head_name, fold_batchnorm, set_submodule
 from common.precision import autocast
@@ -32,10 +33,11 @@ class Tagger:
     three significant digits, and the resulting ties cost ranking quality (mAP).
     """
 
-    def __init__(self, checkpoint, device, precision="fp32", compile_model=False, model=None):
+    def __init__(self, checkpoint, device, precision="fp32", compile_model=False, model=None, decode="cpu"):
         """model: an in-memory network to use instead of the checkpoint's weights (a notebook's
-        freshly trained one); it is not modified."""
-        self.checkpoint, self.device, self.precision = checkpoint, device, precision
+        freshly trained one); it is not modified. decode: where JPEGs are decoded, "cpu" (by the
+        loader's workers) or "gpu" (on the device, see common/jpeg_decode.py)."""
+        self.checkpoint, self.device, self.precision, self.decode = checkpoint, device, precision, decode
         self.tags = checkpoint["tags"]
         model = model_from_checkpoint(checkpoint, device) if model is None else copy.deepcopy(model).to(device)
         head_name = classifier_head_name(model)
@@ -45,15 +47,19 @@ class Tagger:
         self.backbone = torch.compile(backbone) if compile_model else backbone
 
     def dataset(self, images):
-        """The images, decoded (JPEGs at reduced size) and resized to the model's input in workers."""
+        """The images, decoded (JPEGs at reduced size) and resized to the model's input in workers,
+        as uint8 pixels (see probabilities)."""
         size = self.checkpoint["image_size"]
-        return ImageTagDataset(images, eval_transform(size, self.checkpoint["mean"], self.checkpoint["std"]),
-                               decode_size=size)
+        if self.decode == "gpu":
+            return EncodedJpegs(images, size)
+        return ImageTagDataset(images, decode_transform(size), decode_size=size)
 
     @torch.inference_mode()
     def probabilities(self, images):
-        """Tag probabilities for a batch of image tensors, as a CPU float tensor."""
-        images = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        """Tag probabilities for a batch of images (uint8 pixels from dataset(), normalised here on the
+        device, or already normalised floats), as a CPU float tensor."""
+        images = normalize_batch(images.to(self.device, non_blocking=True), self.checkpoint["mean"],
+                                 self.checkpoint["std"]).contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.precision):
             features = self.backbone(images)
         return torch.sigmoid(self.head(features.float())).cpu()
@@ -77,6 +83,7 @@ class Tagger:
         progress = Counter(len(dataset), description, "image")
         try:
             for batch in loader:
+                batch = decode_on_device(batch, dataset, self.device)
                 unreadable.add(dataset, batch.unreadable)
                 if batch.images is not None:
                     yield batch.indices.tolist(), self.probabilities(batch.images).numpy()

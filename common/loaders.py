@@ -7,7 +7,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from common.dataset import ImageTagDataset, collate_readable
 from common.distributed import contiguous_shard
 from common.image_cache import cache_size_mb, decode_into_memory
-from common.images import eval_transform, kept_pixels_transform, train_transform
+from common.images import decode_transform, kept_pixels_transform, train_transform
+from common.jpeg_decode import EncodedJpegs, resolve_decode
 
 
 def augments(args):
@@ -29,15 +30,20 @@ def make_loaders(args, paths, targets, split, device, augment, processes, for_tr
     random share of the training images each epoch (DistributedSampler), and a fixed consecutive
     share of the validation images, whose predictions are then gathered."""
     in_memory = keeps_images_in_memory(args, len(split[0]) + len(split[1]), processes, for_training)
+    decode = resolve_decode(getattr(args, "decode", "cpu"), device)
 
     def images(positions, augmented):
-        dataset = ImageTagDataset([paths[p] for p in positions],
-                                  (train_transform if augmented else eval_transform)(args.image_size),
+        chosen = [paths[p] for p in positions]
+        if decode == "gpu" and not augmented and not in_memory:  # JPEGs decoded in batches on the GPU
+            return EncodedJpegs(chosen, args.image_size, targets[positions])
+        dataset = ImageTagDataset(chosen, (train_transform if augmented else decode_transform)(args.image_size),
                                   targets[positions], decode_size=args.image_size)  # JPEGs decode small
         if not in_memory:
             return dataset
-        return decode_into_memory(dataset, args.image_size, kept_pixels_transform(args.image_size, augmented),
+        kept = decode_into_memory(dataset, args.image_size, kept_pixels_transform(args.image_size, augmented),
                                   args.workers)
+        kept.flip_on_device = augmented  # train_one_epoch mirrors the batch there (random_flips)
+        return kept
 
     def loader(dataset, augmented, **options):
         # Kept pixels that need only normalising are cheaper to prepare here than to receive from workers

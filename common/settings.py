@@ -47,6 +47,7 @@ ENVIRONMENT_KEYS = {
     "small_input": "SMALL_INPUT",
     "cache_mb": "CACHE_MB",
     "backbone_lr": "BACKBONE_LR",
+    "decode": "DECODE",
 }
 
 # Keys that earlier versions read, and the ones that replaced them: a leftover one is named, not

@@ -9,7 +9,7 @@ from conftest import run_main
 
 from common.checkpoint import load_checkpoint
 from common.device import pick_device
-from common.images import open_image
+from common.images import normalize_batch, open_image
 from common.inference import Tagger
 
 
@@ -25,7 +25,8 @@ def test_onnx_export_gives_torchs_probabilities(trained, tmp_path):
 
     images = sorted((root / "shapes" / "train").glob("*.png"))[:5]  # a batch size the export never saw
     tagger = Tagger(checkpoint, pick_device("cpu"), "fp32")
-    batch = torch.stack([tagger.dataset(images).transform(open_image(path)) for path in images])
+    pixels = torch.stack([tagger.dataset(images).transform(open_image(path)) for path in images])
+    batch = normalize_batch(pixels, checkpoint["mean"], checkpoint["std"])  # the export's input is normalised
     (exported,) = session.run(["probabilities"], {"images": batch.numpy()})
     assert exported.shape == (5, len(checkpoint["tags"]))
     np.testing.assert_allclose(exported, tagger.probabilities(batch).numpy(), atol=1e-4)

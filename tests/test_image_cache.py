@@ -5,7 +5,7 @@ import torch
 from common.dataset import ImageTagDataset, UnreadableImages
 from common.folder_scan import scan_folder
 from common.image_cache import cache_size_mb, decode_into_memory
-from common.images import eval_transform, kept_pixels_transform
+from common.images import decode_transform, eval_transform, kept_pixels_transform
 
 
 def images_with_a_broken_one(shapes_dataset):
@@ -19,7 +19,7 @@ def images_with_a_broken_one(shapes_dataset):
 def test_kept_pixels_give_the_same_samples_as_decoding_the_files(shapes_dataset):
     images = images_with_a_broken_one(shapes_dataset)
     targets = torch.eye(len(images))
-    from_files = ImageTagDataset(images, eval_transform(32), targets, decode_size=32)
+    from_files = ImageTagDataset(images, decode_transform(32), targets, decode_size=32)  # what loaders use
     kept = decode_into_memory(from_files, 32, kept_pixels_transform(32, augmented=False), workers=0)
     assert len(kept) == len(from_files) and list(kept.paths) == list(from_files.paths)
     for position in range(len(images)):
@@ -48,7 +48,8 @@ def test_augmented_kept_pixels_change_every_time_but_keep_their_size(shapes_data
     kept = decode_into_memory(from_files, 32, kept_pixels_transform(32, augmented=True), workers=0)
     torch.manual_seed(0)
     first, second = torch.stack([kept[p][0] for p in range(4)]), torch.stack([kept[p][0] for p in range(4)])
-    assert first.shape == second.shape == (4, 3, 32, 32) and first.dtype == torch.float32
+    # still uint8 pixels: flips and normalisation happen a batch at a time on the device
+    assert first.shape == second.shape == (4, 3, 32, 32) and first.dtype == torch.uint8
     assert not torch.equal(first, second)
 
 

@@ -36,11 +36,11 @@ DOCUMENTED_TRAINING_DEFAULTS = dict(
     augment="off", loss="asl", arch="resnet50", weights="imagenet", val_fraction=0.1, min_tag_count=1, patience=0,
     precision="auto", small_input="auto", seed=0, device="auto", cache_mb=2048, index_cache="", lr_scaling="sqrt",
     sync_batchnorm=False, freeze_backbone=False, recursive=False, resume=False, yes=False, data=None, model=None,
-    tags=None, env_file=".env", debug=False)
+    tags=None, env_file=".env", debug=False, decode="auto")
 DOCUMENTED_INFERENCE_DEFAULTS = dict(
     batch_size=None, device="auto", precision="auto", sep="\n", sidecar_style="ext", image_size=224,
     threshold=None, top_k=None, whitelist=None, blacklist=None, overwrite=False, merge=False, evaluate=False,
-    recursive=False, compile=False, csv=None, jsonl=None, input=None, model=None, tags=None)
+    recursive=False, compile=False, csv=None, jsonl=None, input=None, model=None, tags=None, decode="auto")
 
 
 def test_the_documented_training_defaults(clean_environment):
@@ -70,7 +70,7 @@ KEY_EXAMPLES = {
     "AUGMENT": ("train", "augment", "on", "on"), "LR_SCALING": ("train", "lr_scaling", "linear", "linear"),
     "INDEX_CACHE": ("train", "index_cache", "index.json", "index.json"),
     "SMALL_INPUT": ("train", "small_input", "off", "off"), "CACHE_MB": ("train", "cache_mb", "0", 0),
-    "BACKBONE_LR": ("train", "backbone_lr", "0.5", 0.5),
+    "BACKBONE_LR": ("train", "backbone_lr", "0.5", 0.5), "DECODE": ("infer", "decode", "cpu", "cpu"),
 }
 
 
