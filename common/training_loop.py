@@ -127,6 +127,10 @@ def run_epoch(run, epoch):
     best so far (and then also run.best)."""
     if isinstance(run.train_loader.sampler, DistributedSampler):
         run.train_loader.sampler.set_epoch(epoch)  # a different shuffle each epoch, the same in every process
+    elif run.train_loader.generator is not None:
+        # each epoch's shuffle follows from the seed and the epoch alone, so that a resumed run draws
+        # the same batches as the uninterrupted run would have
+        run.train_loader.generator.manual_seed(run.args.seed * 1_000_003 + epoch)
     train_loss, images_seen = train_one_epoch(
         run.train_module, run.train_loader, run.loss_function, run.optimizer, run.scheduler, run.scaler, run.device,
         run.precision, run.unreadable, f"epoch {epoch}/{run.args.epochs}")

@@ -251,3 +251,13 @@ def test_no_path_or_text_in_any_flag_gives_a_traceback(script, flag, trained, tm
         assert result.returncode in (0, 2), (flag, value, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 0 or (lines[-1].startswith("error: ") and "Traceback" not in result.stderr)
+
+
+def test_a_resumed_run_ends_with_the_same_model_as_an_uninterrupted_one(interrupted, shapes_dataset, tmp_path):
+    root, _ = shapes_dataset
+    run_main("train.py", "--resume", "--model", interrupted, cwd=tmp_path)
+    whole = tmp_path / "whole.pth"
+    run_main("train.py", "--data", root / "train", "--model", whole, *FAST_TRAINING, "--epochs", "3",
+             "--val-fraction", "0", cwd=tmp_path)
+    resumed, uninterrupted = load_checkpoint(interrupted)["state_dict"], load_checkpoint(whole)["state_dict"]
+    assert all(torch.allclose(resumed[name].float(), uninterrupted[name].float(), atol=1e-5) for name in resumed)
