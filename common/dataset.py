@@ -98,6 +98,14 @@ class ImageTagDataset(Dataset):
             return torch.from_numpy(self.targets[position].toarray()[0])
         return self.targets[position]
 
+    def targets_of(self, positions):
+        """The targets of several images at once, as one tensor (None for inference)."""
+        if self.targets is None:
+            return None
+        if scipy.sparse.issparse(self.targets):
+            return torch.from_numpy(self.targets[positions].toarray())
+        return torch.as_tensor(self.targets[positions])
+
 
 class UnreadableImages:
     """Collects the images that could not be read, naming each one once when first met
@@ -115,6 +123,8 @@ class UnreadableImages:
 
 
 def collate_readable(samples):
+    if isinstance(samples, Batch):  # a dataset that makes whole batches itself (DecodedImages.__getitems__)
+        return samples
     readable = [sample for sample in samples if sample[3] is None]
     unreadable = [(position, reason) for _, _, position, reason in samples if reason is not None]
     if not readable:

@@ -59,6 +59,16 @@ def train_one_epoch(model, loader, loss_function, optimizer, scheduler, scaler, 
     return total_loss / max(total_images, 1), int(total_images)
 
 
+def readable_batches(loader, device, unreadable):
+    """The loader's batches, decoded on the device where they need it (--decode gpu), with their
+    unreadable images reported; a batch left with no image is skipped."""
+    for batch in loader:
+        batch = decode_on_device(batch, loader.dataset, device)
+        unreadable.add(loader.dataset, batch.unreadable)
+        if batch.images is not None:
+            yield batch
+
+
 @torch.inference_mode()
 def predict(model, loader, device, precision, unreadable, loss_function=None):
     """(mean loss or NaN, targets, probabilities) over a labelled loader, as NumPy arrays. Under
@@ -66,11 +76,7 @@ def predict(model, loader, device, precision, unreadable, loss_function=None):
     are those of one process over the whole set."""
     model.eval()
     total_loss, all_targets, all_probabilities = 0.0, [], []
-    for batch in loader:
-        batch = decode_on_device(batch, loader.dataset, device)
-        unreadable.add(loader.dataset, batch.unreadable)
-        if batch.images is None:
-            continue
+    for batch in readable_batches(loader, device, unreadable):
         with autocast(device, precision):
             logits = model(to_device(batch.images, device)).float()
         targets = batch.targets.to(device)

@@ -10,8 +10,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from common.dataset import collate_readable, no_readable_images
 from common.distributed import all_agree, gather_rows
-from common.epoch import to_device
-from common.jpeg_decode import decode_on_device
+from common.epoch import readable_batches, to_device
 from common.model import classifier_head_name, fold_batchnorm, set_submodule
 from common.precision import autocast
 
@@ -35,11 +34,7 @@ def extract_features(model, loader, device, precision, unreadable):
     all_features, all_targets = [], []
     with head_removed(model):  # the frozen backbone never changes, so folding its BatchNorm is exact
         backbone = fold_batchnorm(model).to(memory_format=torch.channels_last)
-    for batch in loader:
-        batch = decode_on_device(batch, loader.dataset, device)
-        unreadable.add(loader.dataset, batch.unreadable)
-        if batch.images is None:
-            continue
+    for batch in readable_batches(loader, device, unreadable):
         with autocast(device, precision):
             features = backbone(to_device(batch.images, device))
         all_features.append(features.float().cpu())

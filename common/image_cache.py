@@ -11,8 +11,9 @@ import copy
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
 
-from common.dataset import ImageTagDataset, collate_readable
+from common.dataset import Batch, ImageTagDataset, collate_readable
 from common.images import decode_transform
 from common.progress import progress
 
@@ -41,6 +42,19 @@ class DecodedImages(Dataset):
         if reason is not None:
             return None, None, position, reason
         return self.transform(self.pixels[position]), self.images.target(position), position, None
+
+    def __getitems__(self, positions):
+        """A whole batch at once, which the DataLoader asks for instead of image by image: without
+        augmentation, one gather of the kept pixels and targets and nothing per image (collate_readable
+        passes the Batch through); with augmentation, image by image, as each is changed differently."""
+        if not isinstance(self.transform, v2.Identity):
+            return [self[position] for position in positions]
+        readable = [position for position in positions if position not in self.reasons]
+        unreadable = [(position, self.reasons[position]) for position in positions if position in self.reasons]
+        if not readable:
+            return Batch(None, None, torch.empty(0, dtype=torch.long), unreadable)
+        index = torch.tensor(readable, dtype=torch.long)
+        return Batch(self.pixels[index], self.images.targets_of(readable), index, unreadable)
 
 
 def decode_into_memory(images: ImageTagDataset, image_size, transform, workers, description="decoding images"):

@@ -1,8 +1,9 @@
 """Training images decoded once and kept in memory serve exactly what decoding every epoch would."""
 
 import torch
+from torch.utils.data import DataLoader
 
-from common.dataset import ImageTagDataset, UnreadableImages
+from common.dataset import Batch, ImageTagDataset, UnreadableImages, collate_readable
 from common.folder_scan import scan_folder
 from common.image_cache import cache_size_mb, decode_into_memory
 from common.images import decode_transform, eval_transform, kept_pixels_transform
@@ -55,3 +56,17 @@ def test_augmented_kept_pixels_change_every_time_but_keep_their_size(shapes_data
 
 def test_cache_size_is_three_bytes_per_pixel():
     assert cache_size_mb(1024, 64) == 12.0
+
+
+def test_kept_pixels_come_a_whole_batch_at_a_time_with_the_same_content(shapes_dataset):
+    images = images_with_a_broken_one(shapes_dataset)
+    targets = torch.eye(len(images))
+    from_files = ImageTagDataset(images, decode_transform(32), targets, decode_size=32)
+    kept = decode_into_memory(from_files, 32, kept_pixels_transform(32, augmented=False), workers=0)
+    whole = list(DataLoader(kept, batch_size=4, collate_fn=collate_readable))
+    one_by_one = [collate_readable([kept[position] for position in range(start, min(start + 4, len(kept)))])
+                  for start in range(0, len(kept), 4)]
+    assert isinstance(kept.__getitems__([0, 1]), Batch)  # one gather, nothing per image
+    for batch, expected in zip(whole, one_by_one, strict=True):
+        assert torch.equal(batch.images, expected.images) and torch.equal(batch.targets, expected.targets)
+        assert torch.equal(batch.indices, expected.indices) and batch.unreadable == expected.unreadable
