@@ -35,11 +35,12 @@ import builtins
 import os
 import sys
 
-from common.errors import quiet_keyboard_interrupt
+from common.errors import quiet_keyboard_interrupt, quiet_start
 
 # A Ctrl-C while torch is still loading ends with one line, not a traceback. (Jupyter shows cell
 # errors itself, so notebooks are unaffected.) Scripts import `common` first for this reason too.
 sys.excepthook = quiet_keyboard_interrupt
+quiet_start(getattr(sys.modules.get("__main__"), "__file__", None))
 
 # Under torchrun every process runs the whole script. Only the first (RANK 0) prints and shows
 # progress bars, so the terminal reads as for one process; the others still report errors and

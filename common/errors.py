@@ -2,7 +2,9 @@
 
 import functools
 import os
+import signal
 import sys
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -17,6 +19,8 @@ def exit_on_user_error(main):
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        if signal.getsignal(signal.SIGINT) is stop_at_once_while_starting:  # loaded: Ctrl-C now saves work
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         debug = "--debug" in sys.argv or os.environ.get("MULTITAG_DEBUG") == "1"
         try:
             return main(*args, **kwargs)
@@ -34,6 +38,25 @@ def exit_on_user_error(main):
             sys.exit(130)
 
     return wrapper
+
+
+SCRIPTS = {"train.py", "infer.py", "prepare.py"}
+
+
+def stop_at_once_while_starting(signal_number, frame):
+    """SIGINT handler while a script imports its libraries: nothing is written yet, so end now.
+    A KeyboardInterrupt raised inside an import can leave a library half-initialised (numpy
+    then recursed until Python gave up, with a long traceback); exiting here never lets it."""
+    print("\ninterrupted (Ctrl-C) while starting; nothing was written", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+def quiet_start(main_file):
+    """For train.py, infer.py and prepare.py run as scripts (not in a notebook or the tests):
+    a Ctrl-C before main() ends at once and quietly. main() restores the usual handling
+    (exit_on_user_error), under which Ctrl-C saves what a run has done."""
+    if Path(main_file or "").name in SCRIPTS and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, stop_at_once_while_starting)
 
 
 def quiet_keyboard_interrupt(exception_type, exception, traceback, previous_hook=sys.excepthook):
