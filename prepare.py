@@ -41,12 +41,8 @@ def add_tags(folder, tags, recursive=False, dry_run=False):
         raise UserError(f"found no images in {folder}")
     changed, added_to = 0, Counter()
     for image in scan.images:
-        tag_file = scan.tag_file_of.get(image) or default_tag_file(image)
-        old = read_tag_file(tag_file) if tag_file.exists() else []
-        added = [tag for tag in tags if tag not in old]
+        added = merge_into_tag_file(scan.tag_file_of.get(image) or default_tag_file(image), tags, dry_run)
         added_to.update(added)
-        if added and not dry_run:
-            merge_into_tag_file(tag_file, tags)
         changed += bool(added)
     verb = "would change" if dry_run else "changed"
     additions = ", ".join(f"{tag} to {added_to[tag]}" for tag in tags if added_to[tag]) or "nothing"

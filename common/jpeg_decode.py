@@ -20,9 +20,9 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms.v2 import functional
 
-from common.dataset import Batch, ImageTagDataset, describe_read_error
+from common.dataset import Batch, ImageTagDataset
 from common.errors import UserError
-from common.images import decode_transform, open_image
+from common.images import decode_transform
 
 DECODE_CHOICES = ("auto", "cpu", "gpu")
 
@@ -81,12 +81,12 @@ def decode_on_device(batch, dataset, device):
     unreadable, kept = list(batch.unreadable), []
     for number, position in enumerate(batch.indices.tolist()):
         picture = pictures[number]
-        if picture is None:  # the device refused it: PIL decodes it, or says why it cannot
-            try:
-                picture = decode_transform(size)(open_image(dataset.paths[position], min_size=size)).to(device)
-            except Exception as error:
-                unreadable.append((position, describe_read_error(error)))
+        if picture is None:  # the device refused it: the workers' PIL path decodes it, or says why it cannot
+            picture, _, _, reason = ImageTagDataset.__getitem__(dataset, position)
+            if reason is not None:
+                unreadable.append((position, reason))
                 continue
+            picture = picture.to(device)
         elif picture.shape[-2:] != (size, size):
             picture = functional.resize(picture, [size, size], antialias=True)
         pictures[number] = picture

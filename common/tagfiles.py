@@ -75,17 +75,16 @@ def detect_separator(text):
     return ", " if len(lines) == 1 and "," in lines[0] else "\n"
 
 
-def merge_into_tag_file(path, new_tags):
+def merge_into_tag_file(path, new_tags, dry_run=False):
     """Add tags to a tag file (created if missing), keeping its tags, their order and its style.
-    Returns True if the file changed."""
+    Returns the tags it added (with dry_run, the ones it would add, writing nothing)."""
     path = Path(path)
     text = decode_tag_bytes(path.read_bytes()) if path.exists() else ""
     old_tags = parse_tags(text)
     added = [tag for tag in new_tags if tag not in old_tags]
-    if path.exists() and not added:
-        return False
-    write_text_atomically(path, format_tags(old_tags + added, detect_separator(text)))
-    return True
+    if not dry_run and (added or not path.exists()):
+        write_text_atomically(path, format_tags(old_tags + added, detect_separator(text)))
+    return added
 
 
 def new_sidecar_path(image, style, stems_taken):

@@ -342,6 +342,14 @@ def test_ctrl_c_during_the_epochs_keeps_the_best_model_and_resume_finishes_the_r
     assert not (tmp_path / "m.last.pth").exists()
 
 
+def terminal_test(test):
+    """A slow test on a pseudo-terminal (POSIX only)."""
+    for mark in (pytest.mark.slow, pytest.mark.timeout(300),
+                 pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX only")):
+        test = mark(test)
+    return test
+
+
 def run_in_a_terminal(data, model, cwd, react):
     """Run train.py over an existing model, without --yes, on a pseudo-terminal, which makes it believe
     a person is watching; react(process, output) is called as output arrives, until it returns True.
@@ -368,9 +376,7 @@ def run_in_a_terminal(data, model, cwd, react):
     return returncode, output.decode(errors="replace")
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX only")
+@terminal_test
 def test_in_a_terminal_ctrl_c_during_the_countdown_keeps_the_model(shapes_dataset, tmp_path):
     root, _ = shapes_dataset
     model = tmp_path / "m.pth"
@@ -387,9 +393,7 @@ def test_in_a_terminal_ctrl_c_during_the_countdown_keeps_the_model(shapes_datase
     assert model.read_bytes() == b"precious"
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX only")
+@terminal_test
 def test_in_a_terminal_a_countdown_left_to_run_out_replaces_the_model(shapes_dataset, tmp_path):
     root, _ = shapes_dataset
     model = tmp_path / "m.pth"
