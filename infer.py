@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import time
+from pathlib import Path
 
 import common.idle_threads  # noqa: F401  (first: quiet Ctrl-C, and OpenMP threads that sleep, before torch loads)
 import numpy as np
@@ -30,7 +31,9 @@ from common.files import check_output_file, check_writable_folder
 from common.folder_scan import scan_folder, short_list
 from common.export import convert_or_export
 from common.jpeg_decode import DECODE_CHOICES, resolve_decode
-from common.inference import Tagger, check_tag_list, evaluate_tagger, make_tag_chooser, read_tag_filter
+from common.inference import (Tagger, check_tag_list, closest_call, evaluate_tagger, make_tag_chooser,
+                              read_tag_filter)
+from common.pages import contact_sheet_data, write_page
 from common.precision import PRECISION_CHOICES, resolve_precision
 from common.reports import format_tag_report, join_tables, open_tables
 from common.settings import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, SettingsParser, number, require, whole_number
@@ -80,6 +83,8 @@ def get_args_parser():
         help="name new sidecars NAME.EXT.txt (ext) or NAME.txt (stem)")
     add("--csv", help="also write every image's probability for every tag to this CSV file")
     add("--jsonl", help="also write each image's chosen tags and their probabilities, one JSON line per image")
+    add("--html", help="also write a contact sheet to this page: a thumbnail of each image with its tags, to filter "
+                       "by tag and to sort by the closest calls")
     add("--print-probs", action="store_true", help="print each image's tags with their probabilities")
     add("--batch-size", type=whole_number(1), default=batch_size, help="images per step (.env: BATCH_SIZE)")
     add("--workers", type=whole_number(0), default=workers, help="image-decoding processes (.env: WORKERS)")
@@ -99,11 +104,11 @@ def get_args_parser():
 
 
 def images_to_run(scan, args):
-    """Every image with --overwrite, --merge, --evaluate or a table (CSV, JSONL) to fill; else only the
+    """Every image with --overwrite, --merge, --evaluate or a table or page to fill; else only the
     images without a sidecar, so that a second run continues where an interrupted one stopped."""
     if args.evaluate:
         return [image for image in scan.images if image in scan.tag_file_of]
-    if args.overwrite or args.merge or args.csv or args.jsonl:
+    if args.overwrite or args.merge or args.csv or args.jsonl or args.html:
         return scan.images
     return [image for image in scan.images if image not in scan.tag_file_of]
 
@@ -117,6 +122,7 @@ def tag_images(tagger, scan, pending, args, choose, unreadable, processes):
     stems_taken = {}
     for image in scan.images:
         stems_taken[(image.parent, image.stem)] = stems_taken.get((image.parent, image.stem), 0) + 1
+    sheet = []  # --html: (name, path, chosen tags, closest call) of each image
     with contextlib.ExitStack() as stack:
         csv_writer, jsonl_file = open_tables(stack, args, tags, processes)
         for positions, probabilities in tagger.run(pending, args.batch_size, args.workers, unreadable):
@@ -133,10 +139,27 @@ def tag_images(tagger, scan, pending, args, choose, unreadable, processes):
                 if jsonl_file:
                     jsonl_file.write(json.dumps({"file": name, "tags": {tags[i]: round(float(row[i]), 5)
                                                                         for i in chosen}}, ensure_ascii=False) + "\n")
+                if args.html:
+                    closest, distance = closest_call(row, choose.thresholds, choose.usable)
+                    sheet.append((name, image, {tags[i]: round(float(row[i]), 3) for i in chosen},
+                                  [tags[closest], round(float(row[closest]), 3), round(distance, 4)]))
                 if args.print_probs:
                     tqdm.write(f"{name}: " + (", ".join(f"{tags[i]} {row[i]:.3f}" for i in chosen) or "(no tags)"))
     join_tables(args, tags, processes)
+    if args.html:
+        write_contact_sheet(args, [entry for part in gather_objects(sheet) for entry in part], processes)
     return outcomes
+
+
+def write_contact_sheet(args, sheet, processes):
+    """--html: one page with a thumbnail per image, its tags and its closest call (common/pages.py)."""
+    if not processes.is_main:
+        return
+    summary = (f"{len(sheet)} image(s) of {args.input} tagged by {args.model}; "
+               f"{time.strftime('%Y-%m-%d %H:%M')}. Type a tag to see only its images; sort by the closest "
+               "calls (a tag's probability nearest its threshold) to review the doubtful ones first.")
+    size = write_page(args.html, contact_sheet_data(f"{Path(args.input).name}: tags", sheet, summary))
+    print(f"wrote the contact sheet {args.html} ({size / 1e6:.1f} MB): open it in a browser")
 
 
 def evaluate_folder(tagger, scan, pending, args, thresholds, unreadable):
@@ -160,7 +183,9 @@ def check_options(args):
         raise UserError(f"--threshold must be a probability between 0 and 1, not {args.threshold}")
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, not {args.top_k}")
-    for table in (args.csv, args.jsonl):
+    if args.html and args.evaluate:
+        raise UserError("--html draws the tags infer.py writes, and --evaluate writes none: leave one of them out")
+    for table in (args.csv, args.jsonl, args.html):
         if table and not args.evaluate:
             check_output_file(table, "output file")
 

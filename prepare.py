@@ -3,10 +3,13 @@
     python prepare.py check training/                     # counts, tag frequencies and problems
     python prepare.py tag new_photos/ --add "cat, indoor"   # add tags to every image's sidecar
     python prepare.py folders by_class/ training/          # class folders -> one folder with sidecars
+    python prepare.py audit training/                     # find the tags most likely wrong or missing
+    python prepare.py fix training/                       # apply the fixes marked in training.suspects.csv
     python prepare.py demo demo_data/                      # write the demo dataset
 
-Nothing a user made is overwritten: tags are merged into existing sidecars, and an image whose
-name is taken in the destination by a different picture is renamed.
+Nothing a user made is overwritten: tags are merged into existing sidecars, an image whose name is
+taken in the destination by a different picture is renamed, and the audit's fixes change only the
+tags a person marked, after writing an undo file.
 """
 
 import hashlib
@@ -21,7 +24,8 @@ import common  # noqa: F401  (first: a quiet Ctrl-C even while torch loads)
 from common.dataset import describe_read_error
 from common.demo import write_demo_dataset
 from common.errors import UserError, exit_on_user_error
-from common.files import atomic_write
+from common.audit import RANKERS, apply_fixes, undo_fixes
+from common.files import atomic_write, check_output_file
 from common.folder_scan import describe_pairing_problems, is_junk, read_tags_of, scan_folder, short_list
 from common.images import is_image_file, open_image
 from common.progress import progress
@@ -31,6 +35,10 @@ from common.tagfiles import default_tag_file, find_tag_file, merge_into_tag_file
 # ----------------------------------------------------------------------------- settings
 min_tag_count = 5  # `check` lists tags seen on fewer images than this: too few to learn well
 check_decode_size = 64  # pixels; `check` decodes JPEGs at reduced size, enough to prove them readable
+audit_folds = 4  # `audit` trains this many models, each judging the images the others trained on
+audit_epochs = 5  # epochs per fold: short, since a fold only needs to tell likely tags from unlikely ones
+audit_rows = 1000  # suspects written to the CSV, most suspicious first
+RUNTIME_FLAGS = ("--device", "--workers", "--batch-size", "--precision", "--decode")  # what --from-model uses
 
 
 # ----------------------------------------------------------------------------- tag
@@ -190,11 +198,79 @@ def check_folder(folder, recursive=False, min_count=min_tag_count):
             "rare": [tag for tag, count in frequency.items() if count < min_count]}
 
 
-# ----------------------------------------------------------------------------- command line
+# ----------------------------------------------------------------------------- audit, fix, undo
+def suspects_path_for(folder):
+    """DIR.suspects.csv beside the folder (never inside it, where it would look like a tag file)."""
+    folder = Path(folder).resolve()
+    return folder.with_name(f"{folder.name}.suspects.csv")
+
+
+def audit_folder(args, training_flags):
+    """Rank the folder's image-tag pairs by how likely their labels are wrong; write the CSV and its page."""
+    import train  # the folds train with train.py's recipe and settings (its flags, the environment, .env)
+    from common.audit import held_out_predictions, out_of_fold_probabilities, suspect_rows, write_suspects
+    from common.distributed import start_processes
+    from common.folder_scan import load_training_data
+    from common.model import is_pretrained, small_input_layout
+    from common.pages import suspects_data, write_page
+    from common.precision import resolve_precision
+    from common.preflight import check_training_settings
+
+    folder = args.folder or environment_setting("TRAINING", args.env_file)
+    if not folder and not args.from_model:
+        raise UserError("no folder to audit: pass it (prepare.py audit DIR) or set TRAINING in .env")
+    output = Path(args.output) if args.output else None
+    train_args = train.get_args_parser().parse_settings(
+        ["--data", folder or ".", "--epochs", str(args.epochs), "--env-file", args.env_file, *training_flags])
+    if args.from_model:
+        unused = [flag for flag in training_flags if flag.startswith("--") and flag.split("=")[0] not in RUNTIME_FLAGS]
+        if unused:
+            raise UserError(f"{' '.join(unused)}: --from-model judges with the model as it is; only "
+                            f"{', '.join(RUNTIME_FLAGS)} apply to it")
+    processes, device = start_processes(train_args.device)
+    precision = resolve_precision(train_args.precision, device)
+    if args.from_model:
+        folder, names, targets, probabilities, tags = held_out_predictions(
+            args.from_model, args.folder, device, precision, train_args.batch_size, train_args.workers)
+        output = output or suspects_path_for(folder)
+        check_output_file(output, "--output")
+        how, fold_of = f"the {len(names)} validation images of {args.from_model}", None
+    else:
+        output = output or suspects_path_for(folder)
+        check_training_settings(train_args, {"suspects": output})  # before any data is read
+        layout = small_input_layout(train_args.small_input, train_args.arch, train_args.image_size,
+                                    pretrained=is_pretrained(train_args.weights), fast_arithmetic=precision != "fp32")
+        data = load_training_data(train_args, processes)
+        work_folder = output.with_suffix(".folds")
+        names, targets, probabilities, fold_of = out_of_fold_probabilities(
+            train_args, data, args.folds, work_folder, device, precision, layout, processes)
+        tags = data[2]
+        how = (f"{len(names)} images, each judged by the one of {args.folds} models ({train_args.arch}, "
+               f"{train_args.epochs} epochs) that never saw it")
+    rows = suspect_rows(names, tags, targets, probabilities, args.method, args.top, fold_of)
+    write_suspects(output, rows)
+    page = output.with_suffix(".html")
+    summary = (f"{how}; ranked by {args.method}. Mark the fixes you accept and save them, or mark them in the accept "
+               f"column of {output.name}; then `python prepare.py fix {folder} --suspects SAVED.csv`.")
+    write_page(page, suspects_data(f"{Path(folder).name}: suspect labels", rows, Path(folder), output.name, summary))
+    if not args.from_model and not args.keep_folds:
+        shutil.rmtree(output.with_suffix(".folds"), ignore_errors=True)  # done: nothing left to resume
+    print(f"audit: {how}")
+    for row in rows[:10]:
+        print(f"  {row['image']}: {row['tag']} {row['kind']} (probability {row['probability']:.3f})")
+    print(f"wrote the {len(rows)} most suspicious image-tag pairs to {output} and {page}.\nnext: mark the rows to fix "
+          f"(accept column: yes), then `python prepare.py fix {folder} --suspects {output}`; nothing changes before")
+    return rows
+
+
+
 EXAMPLES = """examples:
   python prepare.py check photos/                       # what train.py will see, and every problem
   python prepare.py tag new_photos/ --add "cat, indoor" # add tags to every image's sidecar
   python prepare.py folders by_class/ photos/           # class folders -> one folder with sidecars
+  python prepare.py audit photos/ --arch resnet18       # rank the labels most likely wrong: photos.suspects.csv
+  python prepare.py fix photos/                         # apply the rows marked in photos.suspects.csv
+  python prepare.py undo photos.undo-20260101-120000.json   # put those tag files back
 """
 RENAMED_FLAGS = {"--tags": "--add", "--min-count": "--min-tag-count"}
 
@@ -224,6 +300,34 @@ def get_args_parser():
     check.add_argument("--recursive", action="store_true", help="include subfolders")
     check.add_argument("--env-file", default=".env", help="settings file read for TRAINING")
 
+    audit = commands.add_parser(
+        "audit", help="rank the image-tag pairs whose labels are most likely wrong (k-fold training); any "
+                      "train.py setting may follow (--arch, --weights, --image-size, ...)")
+    audit.add_argument("folder", nargs="?", help="dataset folder (default: TRAINING from the environment or .env)")
+    audit.add_argument("--folds", type=whole_number(2, 20), default=audit_folds, help="models trained, k")
+    audit.add_argument("--epochs", type=whole_number(1), default=audit_epochs, help="epochs each fold trains")
+    audit.add_argument("--method", choices=RANKERS, default=RANKERS[0],
+                       help="context: the model's verdict judged with the image's other tags | cleanlab: confident "
+                            "learning first, then by disagreement | confidence: by disagreement alone")
+    audit.add_argument("--top", type=whole_number(1), default=audit_rows,
+                       help="suspects written, most suspicious first")
+    audit.add_argument("--output", help="the suspects CSV (default: DIR.suspects.csv beside the folder); the page "
+                                        "goes beside it as .html")
+    audit.add_argument("--from-model", help="a quick look instead: judge only the validation images of this "
+                                            "train.py model, by its predictions")
+    audit.add_argument("--keep-folds", action="store_true",
+                       help="keep each fold's predictions (DIR.suspects.folds/), which a rerun then reuses")
+    audit.add_argument("--env-file", default=".env", help="settings file read for TRAINING and train.py's settings")
+
+    fix = commands.add_parser("fix", help="apply the fixes marked in a suspects CSV to the tag files (an undo "
+                                          "file is written first)")
+    fix.add_argument("folder", help="the dataset folder the audit looked at")
+    fix.add_argument("--suspects", help="the CSV with rows marked in its accept column (default: DIR.suspects.csv)")
+    fix.add_argument("--dry-run", action="store_true", help="only print what would change")
+
+    undo = commands.add_parser("undo", help="put back the tag files a `fix` run changed")
+    undo.add_argument("undo_file", help="the undo file `fix` named (DIR.undo-DATE-TIME.json)")
+
     demo = commands.add_parser("demo", help="write the generated demo dataset (DEST/train and DEST/infer)")
     demo.add_argument("destination", help="folder to write it to")
     return parser
@@ -232,8 +336,17 @@ def get_args_parser():
 @exit_on_user_error
 def main(argv=None):
     argv = [str(arg) for arg in argv] if argv is not None else sys.argv[1:]
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "audit":  # only the audit passes flags on (to train.py's settings)
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     note_renamed_flags(argv, RENAMED_FLAGS)
+    if args.command == "audit":
+        return audit_folder(args, rest)
+    if args.command == "fix":
+        return apply_fixes(args.folder, args.suspects or suspects_path_for(args.folder), dry_run=args.dry_run)
+    if args.command == "undo":
+        return undo_fixes(args.undo_file)
     if args.command == "tag":
         tags = parse_tags(args.add)
         if not tags:

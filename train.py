@@ -18,25 +18,21 @@ import common  # noqa: F401  (first: a quiet Ctrl-C even while torch loads)
 import torch
 
 from common.checkpoint import load_checkpoint, load_training_state
-from common.dataset import UnreadableImages
 from common.demo import write_demo_dataset
 from common.device import DEVICE_CHOICES, describe_device
 from common.distributed import LR_SCALING_CHOICES, from_main, start_processes, stop_processes
 from common.errors import UserError, exit_on_user_error
-from common.feature_cache import cache_features
 from common.folder_scan import load_training_data
 from common.jpeg_decode import DECODE_CHOICES, resolve_decode
-from common.loaders import augments, make_loaders
 from common.losses import LOSS_CHOICES
-from common.model import (DEFAULT_ARCH, SMALL_INPUT_CHOICES, WEIGHT_CHOICES, build_model, classifier_head_name,
-                          count_parameters, is_pretrained, small_input_layout)
+from common.model import (DEFAULT_ARCH, SMALL_INPUT_CHOICES, WEIGHT_CHOICES, is_pretrained, small_input_layout)
 from common.optimizer import backbone_lr_setting
 from common.preflight import apply_resumed_settings, check_training_settings, describe_finished_run
 from common.precision import PRECISION_CHOICES, resolve_precision
 from common.settings import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, SettingsParser, number, require, whole_number
 from common.split import split_data
 from common.tagfiles import default_tag_file, read_tag_file
-from common.training_loop import TrainingRun, finish, fit
+from common.training_loop import build_training_run, finish, fit
 
 # ----------------------------------------------------------------------------- settings
 # The defaults. A flag, an environment variable or a .env key (in that order) overrides each one.
@@ -143,7 +139,7 @@ def output_paths(args):
     """Where everything goes: the model, the tag list, and the run's files beside the model."""
     model = Path(require(args, "model", "model path"))
     beside = {kind: model.with_name(f"{model.stem}.{kind}") for kind in
-              ("last.pth", "metrics.csv", "report.csv", "curves.png", "pr.png", "split.json")}
+              ("last.pth", "metrics.csv", "report.csv", "report.html", "curves.png", "pr.png", "split.json")}
     return {"model": model, "tags": Path(args.tags) if args.tags else model.with_name(f"{model.stem}.tags.txt"),
             **beside}
 
@@ -195,27 +191,10 @@ def prepare_run(args):
     print(f"device: {describe_device(run_device)} | precision: {run_precision}")
     paths_of_images, targets, vocabulary = load_training_data(args, processes)
     split, split_names = split_data(args, paths_of_images, targets, resume_state, paths["split.json"], processes)
-    loaders = make_loaders(args, paths_of_images, targets, split, run_device, augments(args), processes,
-                           for_training=not args.freeze_backbone)
-    model = build_model(args.arch, len(vocabulary), args.weights, small_input=layout).to(run_device)
-    if args.sync_batchnorm and processes.is_distributed:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if run_device.type in ("cuda", "cpu"):  # convolutions run faster on channels-last tensors there
-        model = model.to(memory_format=torch.channels_last)
-    print(f"model: {args.arch} ({count_parameters(model) / 1e6:.1f} M parameters), weights: {args.weights}"
-          f"{', adapted to small inputs (--small-input)' if layout else ''}"
-          f"{', backbone frozen' if args.freeze_backbone else ''}")
-    trainable, unreadable = model, UnreadableImages()
-    if args.freeze_backbone:
-        if not is_pretrained(args.weights):
-            print("warning: --freeze-backbone with --weights none trains the last layer on random features; "
-                  "it is meant for pretrained weights")
-        loaders = cache_features(model, loaders, args, run_device, run_precision, unreadable, processes)
-        trainable = model.get_submodule(classifier_head_name(model))
     if not resume_state:
         confirm_overwrite(paths["model"], args.yes, processes)
-    run = TrainingRun(args, paths, vocabulary, split_names, model, trainable, *loaders, run_device, run_precision,
-                      unreadable=unreadable, processes=processes)
+    run = build_training_run(args, (paths_of_images, targets, vocabulary), split, split_names, layout, run_device,
+                             run_precision, processes, paths)
     if resume_state:
         run.restore(resume_state)
     return run

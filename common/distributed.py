@@ -81,6 +81,11 @@ def _active():
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def process_rank():
+    """This process's rank under torchrun; 0 otherwise."""
+    return dist.get_rank() if _active() else 0
+
+
 def _collective_device():
     """NCCL moves tensors between GPUs only; gloo between CPUs."""
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")

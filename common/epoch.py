@@ -2,10 +2,12 @@
 pass that returns every image's probabilities."""
 
 import math
+from typing import NamedTuple
 
+import numpy as np
 import torch
 
-from common.distributed import all_agree, gather_rows, sum_across_processes
+from common.distributed import all_agree, gather_objects, gather_rows, process_rank, sum_across_processes
 from common.images import normalize_batch, random_flips
 from common.jpeg_decode import decode_on_device
 from common.precision import autocast
@@ -69,13 +71,22 @@ def readable_batches(loader, device, unreadable):
             yield batch
 
 
+class Predictions(NamedTuple):
+    loss: float  # the mean loss, or NaN without a loss function
+    targets: np.ndarray | None  # None when no image could be read
+    probabilities: np.ndarray | None
+    positions: np.ndarray | None  # each row's position in the loader's list of images (unreadable ones are missing)
+
+
 @torch.inference_mode()
 def predict(model, loader, device, precision, unreadable, loss_function=None):
-    """(mean loss or NaN, targets, probabilities) over a labelled loader, as NumPy arrays. Under
-    torchrun each process predicts its share and every process gets all of them, so the metrics
-    are those of one process over the whole set."""
+    """Predictions over a labelled loader, as NumPy arrays. Under torchrun each process predicts its
+    consecutive share and every process gets all of them, so the metrics are those of one process
+    over the whole set, and positions count from the start of the whole list."""
     model.eval()
-    total_loss, all_targets, all_probabilities = 0.0, [], []
+    total_loss, all_targets, all_probabilities, all_positions = 0.0, [], [], []
+    # where this process's share begins (cached features have a row per readable image only)
+    start = sum(gather_objects(getattr(loader.dataset, "source_length", len(loader.dataset)))[:process_rank()])
     for batch in readable_batches(loader, device, unreadable):
         with autocast(device, precision):
             logits = model(to_device(batch.images, device)).float()
@@ -84,11 +95,12 @@ def predict(model, loader, device, precision, unreadable, loss_function=None):
             total_loss += loss_function(logits, targets).item() * len(targets)
         all_targets.append(batch.targets)
         all_probabilities.append(torch.sigmoid(logits).cpu())
-    targets = torch.cat(all_targets).numpy() if all_targets else None
-    probabilities = torch.cat(all_probabilities).numpy() if all_targets else None
-    targets, probabilities = gather_rows(targets), gather_rows(probabilities)
+        all_positions.append(batch.indices + start)
+    found = bool(all_targets)
+    targets, probabilities, positions = (gather_rows(torch.cat(parts).numpy() if found else None)
+                                         for parts in (all_targets, all_probabilities, all_positions))
     if targets is None:
-        return math.nan, None, None
+        return Predictions(math.nan, None, None, None)
     total_loss, = sum_across_processes([total_loss])
     loss = total_loss / len(targets) if loss_function is not None else math.nan
-    return loss, targets, probabilities
+    return Predictions(loss, targets, probabilities, positions)

@@ -29,9 +29,10 @@ def head_removed(model):
 
 @torch.inference_mode()
 def extract_features(model, loader, device, precision, unreadable):
-    """Run the frozen backbone once over a loader; returns (features, targets) on the CPU."""
+    """Run the frozen backbone once over a loader; returns (features, targets, positions) on the CPU,
+    positions being each row's place in the loader's list of images."""
     model.eval()
-    all_features, all_targets = [], []
+    all_features, all_targets, all_positions = [], [], []
     with head_removed(model):  # the frozen backbone never changes, so folding its BatchNorm is exact
         backbone = fold_batchnorm(model).to(memory_format=torch.channels_last)
     for batch in readable_batches(loader, device, unreadable):
@@ -39,23 +40,28 @@ def extract_features(model, loader, device, precision, unreadable):
             features = backbone(to_device(batch.images, device))
         all_features.append(features.float().cpu())
         all_targets.append(batch.targets)
+        all_positions.append(batch.indices)
     if not all_features:
-        return None, None
-    return torch.cat(all_features), torch.cat(all_targets)
+        return None, None, None
+    return torch.cat(all_features), torch.cat(all_targets), torch.cat(all_positions)
 
 
 class CachedFeatures(Dataset):
     """Backbone features computed once, served like images so the same training loop runs on them."""
 
-    def __init__(self, features, targets):
+    def __init__(self, features, targets, positions=None, source_length=None):
         self.features, self.targets = features, targets
+        # where each row's image is in the list of images (unreadable ones have no row), and how
+        # long that list is, so that predictions name their images (see epoch.predict)
+        self.positions = torch.arange(len(features)) if positions is None else positions
+        self.source_length = len(features) if source_length is None else source_length
         self.paths = []  # features are never unreadable
 
     def __len__(self):
         return len(self.features)
 
     def __getitem__(self, position):
-        return self.features[position], self.targets[position], position, None
+        return self.features[position], self.targets[position], int(self.positions[position]), None
 
 
 def cache_features(model, loaders, args, device, precision, unreadable, processes):
@@ -65,15 +71,17 @@ def cache_features(model, loaders, args, device, precision, unreadable, processe
     cached = []
     for loader in loaders:
         training = loader is loaders[0]
-        features, targets = extract_features(model, loader, device, precision, unreadable) if loader else (None,) * 2
+        features, targets, positions = (extract_features(model, loader, device, precision, unreadable) if loader
+                                        else (None,) * 3)
         if training:  # every process trains on all of them, each on its own share per epoch
             features, targets = (None, None) if features is None else (features.numpy(), targets.numpy())
             features, targets = gather_rows(features), gather_rows(targets)
             features, targets = (None, None) if features is None else map(torch.from_numpy, (features, targets))
+            positions = None  # the training rows are only ever shuffled
         if not all_agree(features is not None):  # validation: each process keeps its share
             cached.append(None)
             continue
-        features = CachedFeatures(features, targets)
+        features = CachedFeatures(features, targets, positions, len(loader.dataset))
         sampler = (DistributedSampler(features, processes.world_size, processes.rank, shuffle=True, seed=args.seed)
                    if training and processes.is_distributed else None)
         cached.append(DataLoader(features, batch_size=args.batch_size, shuffle=training and sampler is None,

@@ -43,6 +43,15 @@ class DecodedImages(Dataset):
             return None, None, position, reason
         return self.transform(self.pixels[position]), self.images.target(position), position, None
 
+    def subset(self, positions, transform):
+        """The images at `positions`, sharing nothing but copies of their kept pixels (the label
+        audit's folds take their images from one decoding of the whole folder)."""
+        images = ImageTagDataset([self.paths[position] for position in positions], self.images.transform,
+                                 None if self.targets is None else self.targets[positions],
+                                 decode_size=self.images.decode_size)
+        reasons = {new: self.reasons[old] for new, old in enumerate(positions) if old in self.reasons}
+        return DecodedImages(images, self.pixels[torch.as_tensor(positions, dtype=torch.long)], reasons, transform)
+
     def __getitems__(self, positions):
         """A whole batch at once, which the DataLoader asks for instead of image by image: without
         augmentation, one gather of the kept pixels and targets and nothing per image (collate_readable

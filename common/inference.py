@@ -101,7 +101,16 @@ def make_tag_chooser(tags, thresholds, allowed, blocked, top_k):
         chosen = [i for i in order if usable[i] and probabilities[i] >= thresholds[i]]
         return chosen[:top_k] if top_k else chosen
 
+    choose.usable, choose.thresholds = usable, thresholds  # for closest_call
     return choose
+
+
+def closest_call(probabilities, thresholds, usable):
+    """(tag position, its distance from its threshold) of the usable tag whose decision was the
+    closest call for this image: where a person reviewing the tags should look first."""
+    distance = np.where(usable, np.abs(probabilities - thresholds), np.inf)
+    closest = int(np.argmin(distance))
+    return closest, float(distance[closest])
 
 
 def evaluate_tagger(tagger, images, truth, thresholds, batch_size, workers, unreadable):

@@ -24,15 +24,21 @@ def keeps_images_in_memory(args, image_count, processes, for_training):
             and cache_size_mb(image_count, args.image_size) <= args.cache_mb)
 
 
-def make_loaders(args, paths, targets, split, device, augment, processes, for_training=True):
+def make_loaders(args, paths, targets, split, device, augment, processes, for_training=True, decoded=None):
     """Training and validation loaders; for_training=False reads the training images once, in order
     (to compute features from them). Under torchrun each process loads its own share: a fresh
     random share of the training images each epoch (DistributedSampler), and a fixed consecutive
-    share of the validation images, whose predictions are then gathered."""
-    in_memory = keeps_images_in_memory(args, len(split[0]) + len(split[1]), processes, for_training)
+    share of the validation images, whose predictions are then gathered. decoded: every image of
+    `paths` already decoded at the run's size (a DecodedImages), to take the pixels from."""
+    in_memory = decoded is not None or keeps_images_in_memory(args, len(split[0]) + len(split[1]), processes,
+                                                               for_training)
     decode = resolve_decode(getattr(args, "decode", "cpu"), device)
 
     def images(positions, augmented):
+        if decoded is not None:
+            kept = decoded.subset(positions, kept_pixels_transform(args.image_size, augmented))
+            kept.flip_on_device = augmented
+            return kept
         chosen = [paths[p] for p in positions]
         if decode == "gpu" and not augmented and not in_memory:  # JPEGs decoded in batches on the GPU
             return EncodedJpegs(chosen, args.image_size, targets[positions])

@@ -20,8 +20,9 @@ def check_training_settings(args, paths):
         what = "is a file, not a folder" if data.exists() else "does not exist"
         raise UserError(f"--data {data} {what}: give the folder of training images and their tag files "
                         f"(relative paths start from {Path.cwd()})")
-    check_output_file(paths["model"], "model")
-    check_output_file(paths["tags"], "tag list")
+    for key, what in (("model", "model"), ("tags", "tag list"), ("suspects", "suspects CSV")):
+        if key in paths:  # a training run writes a model and its tags, an audit its suspects
+            check_output_file(paths[key], what)
     if args.index_cache:
         check_output_file(args.index_cache, "--index-cache file")
     check_architecture(args.arch, args.image_size, args.weights)

@@ -79,12 +79,25 @@ def merge_into_tag_file(path, new_tags, dry_run=False):
     """Add tags to a tag file (created if missing), keeping its tags, their order and its style.
     Returns the tags it added (with dry_run, the ones it would add, writing nothing)."""
     path = Path(path)
+    old_tags = parse_tags(decode_tag_bytes(path.read_bytes())) if path.exists() else []
+    added = [tag for tag in new_tags if tag not in old_tags]
+    if added or not path.exists():
+        edit_tag_file(path, added, (), dry_run)
+    return added
+
+
+def edit_tag_file(path, add=(), remove=(), dry_run=False):
+    """Add and remove tags in a tag file (created if missing), keeping the other tags, their order
+    and the file's style (one per line, or one comma-separated line). Returns the new text, which
+    is written atomically unless dry_run."""
+    path = Path(path)
     text = decode_tag_bytes(path.read_bytes()) if path.exists() else ""
     old_tags = parse_tags(text)
-    added = [tag for tag in new_tags if tag not in old_tags]
-    if not dry_run and (added or not path.exists()):
-        write_text_atomically(path, format_tags(old_tags + added, detect_separator(text)))
-    return added
+    tags = [tag for tag in old_tags if tag not in remove] + [tag for tag in add if tag not in old_tags]
+    new_text = format_tags(tags, detect_separator(text))
+    if not dry_run:
+        write_text_atomically(path, new_text)
+    return new_text
 
 
 def new_sidecar_path(image, style, stems_taken):

@@ -1,26 +1,33 @@
 """The training loop: one TrainingRun holds a run's model, data, optimizer and history, and
 its fit() and finish() train, keep the best epoch, calibrate thresholds and write the reports."""
 
+import datetime
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+from common.audit import suspect_rows
 from common.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, save_training_state, write_tag_list
 from common.dataset import UnreadableImages, no_readable_images
 from common.distributed import Processes, copy_weights_from_main, gather_objects, learning_rate_for
 from common.epoch import full_batches, predict, train_one_epoch
 from common.errors import UserError
+from common.feature_cache import cache_features
 from common.files import further_interrupts_ignored
 from common.folder_scan import short_list
 from common.images import IMAGENET_MEAN, IMAGENET_STD
+from common.loaders import augments, make_loaders
 from common.losses import make_loss
 from common.metrics import calibrate_thresholds, evaluate, tag_report
-from common.model import fold_thresholds_into_head
+from common.model import build_model, classifier_head_name, count_parameters, fold_thresholds_into_head, is_pretrained
 from common.optimizer import backbone_lr_factor, make_optimizer, make_scheduler
 from common.precision import make_grad_scaler
+from common.pages import SUSPECTS_SHOWN, report_data, write_page
 from common.reports import REPORT_COLUMNS, format_tag_report, plot_precision_recall, plot_training_curves, write_rows
 
 # Seconds between two writes of the resumable state after an epoch (Ctrl-C writes it at once).
@@ -101,6 +108,33 @@ class TrainingRun:
         print(f"resuming after epoch {self.epochs_done} (best so far: epoch {self.best and self.best['epoch']})")
 
 
+def build_training_run(args, data, split, split_names, small_input, device, precision, processes, paths=None,
+                       decoded=None):
+    """A run ready for its first epoch: loaders over `split` of `data` (image paths, targets,
+    vocabulary), and the model (its backbone's features computed once with --freeze-backbone).
+    decoded: the images already decoded in memory (see make_loaders)."""
+    paths_of_images, targets, vocabulary = data
+    loaders = make_loaders(args, paths_of_images, targets, split, device, augments(args), processes,
+                           for_training=not args.freeze_backbone, decoded=decoded)
+    model = build_model(args.arch, len(vocabulary), args.weights, small_input=small_input).to(device)
+    if args.sync_batchnorm and processes.is_distributed:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if device.type in ("cuda", "cpu"):  # convolutions run faster on channels-last tensors there
+        model = model.to(memory_format=torch.channels_last)
+    print(f"model: {args.arch} ({count_parameters(model) / 1e6:.1f} M parameters), weights: {args.weights}"
+          f"{', adapted to small inputs (--small-input)' if small_input else ''}"
+          f"{', backbone frozen' if args.freeze_backbone else ''}")
+    trainable, unreadable = model, UnreadableImages()
+    if args.freeze_backbone:
+        if not is_pretrained(args.weights):
+            print("warning: --freeze-backbone with --weights none trains the last layer on random features; "
+                  "it is meant for pretrained weights")
+        loaders = cache_features(model, loaders, args, device, precision, unreadable, processes)
+        trainable = model.get_submodule(classifier_head_name(model))
+    return TrainingRun(args, paths or {}, vocabulary, split_names, model, trainable, *loaders, device, precision,
+                       unreadable=unreadable, processes=processes)
+
+
 def settings_of(args):
     return {key: value for key, value in vars(args).items() if key not in ("demo", "yes", "debug", "resume", "given")}
 
@@ -145,7 +179,7 @@ def run_epoch(run, epoch):
         # DistributedDataParallel keeps the parameters equal, but each process's last steps updated its
         # BatchNorm statistics with its own images; validate (and save) rank 0's, as one model
         copy_weights_from_main(run.trainable, buffers_only=True)
-        val_loss, targets, probabilities = predict(run.trainable, run.validation_loader, run.device, run.precision,
+        val_loss, targets, probabilities, _ = predict(run.trainable, run.validation_loader, run.device, run.precision,
                                                    run.unreadable, run.loss_function)
         if targets is not None:
             row |= {"val_loss": val_loss, **evaluate(targets, probabilities, [0.5] * len(run.vocabulary))}
@@ -209,8 +243,8 @@ def finish(run):
     copy_weights_from_main(run.model)
     metrics = dict(run.best)
     if run.validation_loader is not None and "mAP" in metrics:
-        _, targets, probabilities = predict(run.trainable, run.validation_loader, run.device, run.precision,
-                                            run.unreadable)
+        _, targets, probabilities, positions = predict(run.trainable, run.validation_loader, run.device,
+                                                       run.precision, run.unreadable)
         thresholds = calibrate_thresholds(targets, probabilities)
         calibrated = evaluate(targets, probabilities, thresholds)
         print(f"calibrated per-tag thresholds on the validation set: micro-F1 {metrics['micro_f1']:.3f} -> "
@@ -222,16 +256,44 @@ def finish(run):
         metrics |= {f"{name}_at_0.5": metrics[name] for name in ("micro_f1", "macro_f1")}
         metrics |= {name: calibrated[name] for name in ("micro_f1", "macro_f1", "tp", "fp", "fn", "tn")}
         if writes:
+            write_run_report(run, (targets, probabilities, positions, thresholds, report))
             write_rows(run.paths["report.csv"], report, REPORT_COLUMNS)
             plot_precision_recall(targets, probabilities, run.vocabulary, run.paths["pr.png"])
             calibration = {"thresholds": thresholds.tolist(), "folded_into_head": True}
             save_checkpoint(run.checkpoint(metrics, [0.5] * len(run.vocabulary), calibration=calibration),
                             run.paths["model"])
     if writes:
+        if "mAP" not in metrics:
+            write_run_report(run)
         plot_training_curves(run.history, run.paths["curves.png"])
         run.paths["last.pth"].unlink(missing_ok=True)  # the run is complete: nothing left to resume
     summary = ", ".join(f"{name} {metrics[name]:.3f}" for name in ("mAP", "micro_f1", "macro_f1") if name in metrics)
     print(f"saved the model from epoch {metrics['epoch']} ({summary or 'no validation set'}) to {run.paths['model']}")
-    print(f"saved the tag list ({len(run.vocabulary)} tags) to {run.paths['tags']}; curves, reports and the split "
-          f"are beside the model")
+    print(f"saved the tag list ({len(run.vocabulary)} tags) to {run.paths['tags']}; the report "
+          f"{run.paths['report.html'].name}, curves, tables and the split are beside the model")
     return metrics
+
+
+def write_run_report(run, validation=None):
+    """NAME.report.html: the curves, and with a validation set its per-tag table, each tag's worst
+    images and the pairs whose labels the model most doubts (a quick look; `prepare.py audit`
+    judges every image). validation: (targets, probabilities, positions, thresholds, tag rows)."""
+    names, image_paths, suspects = [], [], []
+    targets = probabilities = np.zeros((0, len(run.vocabulary)))
+    thresholds, rows = [0.5] * len(run.vocabulary), []
+    if validation is not None:
+        targets, probabilities, positions, thresholds, rows = validation
+        names = [run.split_names["validation"][position] for position in positions]
+        image_paths = [Path(run.args.data) / name for name in names]
+        suspects = suspect_rows(names, run.vocabulary, targets, probabilities, limit=SUSPECTS_SHOWN)
+    best = run.best or {}
+    scores = ", ".join(f"{name} {best[name]:.3f}" for name in ("mAP", "micro_f1", "macro_f1") if name in best)
+    summary = (f"{run.args.arch} at {run.args.image_size} px, weights {run.args.weights}, {len(run.history)} epoch(s) "
+               f"on {len(run.split_names['train'])} images of {run.args.data}; best epoch {best.get('epoch')}"
+               f"{' (' + scores + ' at a 0.5 threshold)' if scores else ''}; {len(names)} validation images; "
+               f"{datetime.datetime.now():%Y-%m-%d %H:%M}")
+    model = run.paths["model"]
+    data = report_data(f"{model.name}: training report", run.history, rows, names, image_paths, targets,
+                       probabilities, thresholds, run.vocabulary, suspects, f"{model.stem}.suspects.csv", summary)
+    size = write_page(run.paths["report.html"], data)
+    print(f"wrote the run report {run.paths['report.html']} ({size / 1e6:.1f} MB): open it in a browser")

@@ -81,7 +81,7 @@ def test_validation_metrics_are_those_of_one_process_over_the_whole_set(distribu
     model = model_from_checkpoint(checkpoint, torch.device("cpu"))
     with torch.no_grad():  # undo the calibration folded into the head, back to the model that was validated
         model.fc.bias += torch.logit(torch.tensor(checkpoint["calibration"]["thresholds"]).clamp(1e-4, 1 - 1e-4))
-    _, targets, probabilities = predict(model, loader, torch.device("cpu"), "fp32", UnreadableImages())
+    _, targets, probabilities, _ = predict(model, loader, torch.device("cpu"), "fp32", UnreadableImages())
     with open(root / "models" / "m.metrics.csv") as file:
         best = max(csv.DictReader(file), key=lambda row: float(row["mAP"]))
     counts = sum(int(best[name]) for name in ("tp", "fp", "fn", "tn"))

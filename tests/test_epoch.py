@@ -54,13 +54,28 @@ def test_an_epoch_takes_one_step_per_full_batch_and_lowers_the_loss():
 def test_prediction_returns_every_images_targets_and_probabilities_in_order():
     model = nn.Linear(6, 2).eval()
     dataset = separable_features(13)
-    loss, targets, probabilities = predict(model, loader(dataset, 4), CPU, "fp32", UnreadableImages(),
-                                           nn.BCEWithLogitsLoss())
-    assert np.array_equal(targets, dataset.targets.numpy())
+    loss, targets, probabilities, positions = predict(model, loader(dataset, 4), CPU, "fp32", UnreadableImages(),
+                                                      nn.BCEWithLogitsLoss())
+    assert np.array_equal(targets, dataset.targets.numpy()) and positions.tolist() == list(range(13))
     with torch.no_grad():
         expected = torch.sigmoid(model(dataset.features)).numpy()
     np.testing.assert_allclose(probabilities, expected, rtol=1e-6)
     direct = nn.functional.binary_cross_entropy_with_logits(model(dataset.features), dataset.targets).item()
     assert math.isclose(loss, direct, rel_tol=1e-5)
-    no_loss, _, _ = predict(model, loader(dataset, 4), CPU, "fp32", UnreadableImages())
+    no_loss, *_ = predict(model, loader(dataset, 4), CPU, "fp32", UnreadableImages())
     assert math.isnan(no_loss)
+
+
+def test_prediction_names_each_rows_image_when_some_cannot_be_read(shapes_dataset):
+    from common.dataset import ImageTagDataset
+    from common.folder_scan import scan_folder
+    from common.images import decode_transform
+
+    root, _ = shapes_dataset
+    images = scan_folder(root / "train").images[:5]
+    (root / "train" / "broken.png").write_bytes(b"not a picture")
+    images.insert(2, root / "train" / "broken.png")
+    dataset = ImageTagDataset(images, decode_transform(32), torch.zeros(6, 2), decode_size=32)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 2))
+    _, targets, probabilities, positions = predict(model, loader(dataset, 4), CPU, "fp32", UnreadableImages())
+    assert positions.tolist() == [0, 1, 3, 4, 5] and len(probabilities) == len(targets) == 5

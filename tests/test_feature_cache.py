@@ -20,7 +20,7 @@ def test_features_come_from_the_layer_below_the_head(shapes_dataset):
     loader = DataLoader(ImageTagDataset(images, eval_transform(32), torch.zeros(5, 3)), batch_size=2,
                         collate_fn=collate_readable)
     model = build_model("resnet18", 3, "none")
-    features, targets = extract_features(model, loader, torch.device("cpu"), "fp32", UnreadableImages())
+    features, targets, positions = extract_features(model, loader, torch.device("cpu"), "fp32", UnreadableImages())
     assert features.shape == (5, 512) and targets.shape == (5, 3)
     assert isinstance(model.fc, nn.Linear)  # the head is back in place afterwards
     with torch.no_grad(), head_removed(model):  # BatchNorm folded for speed: the same features

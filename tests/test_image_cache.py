@@ -70,3 +70,21 @@ def test_kept_pixels_come_a_whole_batch_at_a_time_with_the_same_content(shapes_d
     for batch, expected in zip(whole, one_by_one, strict=True):
         assert torch.equal(batch.images, expected.images) and torch.equal(batch.targets, expected.targets)
         assert torch.equal(batch.indices, expected.indices) and batch.unreadable == expected.unreadable
+
+
+def test_a_subset_of_kept_pixels_serves_its_images_and_their_unreadable_ones(shapes_dataset):
+    """The label audit's folds take their images from one decoding of the whole folder."""
+    images = images_with_a_broken_one(shapes_dataset)
+    targets = torch.eye(len(images))
+    kept = decode_into_memory(ImageTagDataset(images, decode_transform(32), targets, decode_size=32), 32,
+                              kept_pixels_transform(32, augmented=False), workers=0)
+    positions = [5, 3, 0]  # the broken image in the middle
+    part = kept.subset(positions, kept_pixels_transform(32, augmented=False))
+    assert list(part.paths) == [images[p] for p in positions] and len(part) == 3
+    for new, old in enumerate(positions):
+        sample, original = part[new], kept[old]
+        assert sample[2] == new and sample[3] == original[3]
+        if original[0] is not None:
+            assert torch.equal(sample[0], original[0]) and torch.equal(sample[1], targets[old])
+    batch = part.__getitems__([0, 1, 2])
+    assert batch.indices.tolist() == [0, 2] and [position for position, _ in batch.unreadable] == [1]

@@ -25,6 +25,7 @@ from conftest import (
     save_image,
 )
 from sklearn.metrics import average_precision_score
+from test_pages import page_data
 
 from common.checkpoint import load_checkpoint, save_checkpoint
 from common.device import pick_device
@@ -81,6 +82,38 @@ def test_top_k_blacklist_separator_and_stem_style_shape_the_sidecars(trained, tm
         allowed = {tag: p for tag, p in zip(tags, all_probabilities[line["file"]]) if tag not in blocked}
         assert min(probabilities) >= max(p for tag, p in allowed.items() if tag not in written) - 1e-5  # the top 2
     assert not list(folder.glob("*.png.txt"))
+
+
+def test_the_contact_sheet_shows_every_image_with_its_written_tags_and_closest_call(trained, tmp_path):
+    root, _ = trained
+    folder = fresh_copy_of_images(root, tmp_path)
+    (folder / "shapes_0000.png.txt").write_text("my own\n")  # kept, and still on the sheet
+    result = run_main("infer.py", "--input", folder, "--model", root / "models" / "m.pth", *CPU, "--threshold", "0.3",
+                      "--html", tmp_path / "sheet.html", "--csv", tmp_path / "all.csv", cwd=tmp_path)
+    tags, all_probabilities = read_csv(tmp_path / "all.csv")
+    images = page_data((tmp_path / "sheet.html").read_text(encoding="utf-8"))["images"]
+    assert sorted(image["name"] for image in images) == sorted(all_probabilities) and len(images) == 6
+    for image in images:
+        row = dict(zip(tags, all_probabilities[image["name"]]))
+        assert image["tags"] == {tag: pytest.approx(p, abs=1e-3) for tag, p in row.items() if p >= 0.3}
+        tag, probability, distance = image["doubt"]
+        assert distance == pytest.approx(min(abs(p - 0.3) for p in row.values()), abs=1e-4)
+        assert abs(row[tag] - 0.3) == pytest.approx(distance, abs=1e-4) and image["thumb"].startswith("data:image")
+        if image["name"] != "shapes_0000.png":
+            assert sorted(read_tag_file(folder / f"{image['name']}.txt")) == sorted(image["tags"])
+    assert (folder / "shapes_0000.png.txt").read_text() == "my own\n"
+    assert "sheet.html" in result.stdout
+
+
+def test_the_contact_sheet_goes_with_tagging_only(trained, tmp_path):
+    root, _ = trained
+    result = run_main("infer.py", "--input", root / "shapes" / "train", "--model", root / "models" / "m.pth", *CPU,
+                      "--evaluate", "--html", tmp_path / "s.html", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "--html" in result.stderr and not (tmp_path / "s.html").exists()
+    (tmp_path / "folder.html").mkdir()
+    result = run_main("infer.py", "--input", root / "shapes" / "infer", "--model", root / "models" / "m.pth", *CPU,
+                      "--html", tmp_path / "folder.html", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "folder.html" in result.stderr
 
 
 def test_stem_style_keeps_the_full_name_when_two_images_share_a_stem(trained, tmp_path):

@@ -1,9 +1,15 @@
 """prepare.py's subcommands: tag, folders, check and demo."""
 
+import contextlib
+import csv
+import io
+import json
 import re
 
+import numpy as np
 import pytest
-from conftest import run_main, run_script, save_image
+import torch
+from conftest import FAST_TRAINING, run_main, run_script, save_image
 
 import prepare
 from common.errors import UserError
@@ -144,3 +150,105 @@ def test_checking_an_empty_folder_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_main("prepare.py", "check", tmp_path / "empty", cwd=tmp_path, check=False)
     assert result.returncode == 2 and "found no images in" in result.stderr
+
+
+# ----------------------------------------------------------------------------- audit, fix, undo
+AUDIT_TRAINING = [flag for flag in FAST_TRAINING if flag != "--yes"]  # its --epochs is the audit's own
+
+
+def test_audit_ranks_suspects_into_a_csv_and_a_page_and_changes_no_tag_file(shapes_dataset, tmp_path):
+    root, _ = shapes_dataset
+    folder = root / "train"
+    victim = folder / f"{sorted(folder.glob('*.png'))[0].name}.txt"
+    victim.write_text("\n".join(read_tag_file(victim)[1:]) + "\n")  # a tag gone missing
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    result = run_main("prepare.py", "audit", folder, "--folds", "2", "--method", "confidence", *AUDIT_TRAINING,
+                      cwd=tmp_path)
+    suspects = root / "train.suspects.csv"
+    with open(suspects, newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == ["image", "tag", "kind", "given", "probability", "score", "accept"]
+    tagged = len([path for path in folder.glob("*.png") if (folder / f"{path.name}.txt").exists()])
+    tags = {tag for sidecar in folder.glob("*.txt") for tag in read_tag_file(sidecar)}
+    assert len(rows) == min(1000, tagged * len(tags))  # every pair of every image, up to --top
+    scores = [float(row["score"]) for row in rows]
+    assert scores == sorted(scores, reverse=True) and all(row["accept"] == "" for row in rows)
+    for row in rows:
+        given = row["tag"] in read_tag_file(folder / f"{row['image']}.txt")
+        assert row["given"] == str(int(given)) and row["kind"] == ("extra" if given else "missing")
+        assert float(row["score"]) == pytest.approx(1 - float(row["probability"]) if given
+                                                    else float(row["probability"]), abs=2e-4)
+    assert "<html" in (root / "train.suspects.html").read_text(encoding="utf-8")
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before  # nothing changed
+    assert not (root / "train.suspects.folds").exists()  # finished: no fold left to resume from
+    assert "fold 2/2 epoch 1/1" in result.stdout and "prepare.py fix" in result.stdout
+
+
+def test_an_interrupted_audit_reuses_its_finished_folds(shapes_dataset, tmp_path):
+    import train
+    from common.audit import out_of_fold_probabilities
+    from common.distributed import Processes
+    from common.folder_scan import load_training_data
+
+    root, _ = shapes_dataset
+    args = train.get_args_parser().parse_settings(["--data", str(root / "train"), *AUDIT_TRAINING],
+                                                  use_environment=False)
+    paths, targets, vocabulary = load_training_data(args, Processes())
+    data = paths[:24], targets[:24], vocabulary  # fewer images: three audits to run
+    work = tmp_path / "folds"
+
+    def audit():
+        return out_of_fold_probabilities(args, data, 2, work, torch.device("cpu"), "fp32", None, Processes())
+
+    _, _, first, _ = audit()
+    assert sorted(path.name for path in work.iterdir()) == ["fold-1-of-2.npz", "fold-2-of-2.npz"]
+    (work / "fold-2-of-2.npz").unlink()  # as if the audit stopped during the second fold
+    names, targets, again, _ = audit()
+    assert np.array_equal(first, again) and not np.isnan(again).any() and len(names) == len(targets) == 24
+    args.lr = args.lr / 2  # another recipe: the kept folds no longer apply
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        audit()
+    assert "reusing" not in printed.getvalue()
+
+
+def test_a_quick_audit_judges_a_models_validation_images(trained, tmp_path):
+    root, _ = trained
+    run_main("prepare.py", "audit", root / "shapes" / "train", "--from-model", root / "models" / "m.pth",
+             "--output", tmp_path / "quick.csv", "--workers", "0", cwd=root)
+    with open(tmp_path / "quick.csv", newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    validation = json.loads((root / "models" / "m.split.json").read_text())["validation"]
+    assert rows and {row["image"] for row in rows} <= set(validation)
+    assert (tmp_path / "quick.html").is_file()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["audit"], "no folder to audit"),
+    (["audit", "DIR", "--image-size", "5"], "--image-size"),
+    (["audit", "DIR", "--folds", "1"], "--folds"),
+    (["audit", "DIR", "--from-model", "m.pth", "--arch", "resnet34"], "--arch: --from-model judges"),
+    (["audit", "DIR", "--from-model", "nothing.pth"], "nothing.split.json is missing"),
+    (["fix", "DIR"], "DIR.suspects.csv does not exist"),
+    (["undo", "nothing.json"], "not an undo file"),
+    (["tag", "DIR", "--add", "x", "--arch", "resnet18"], "unrecognized arguments: --arch resnet18"),
+])
+def test_audit_fix_and_undo_name_the_setting_that_is_wrong(tmp_path, arguments, message):
+    folder = tmp_path / "DIR"
+    save_image(folder / "a.png")
+    (folder / "a.png.txt").write_text("cat\n")
+    result = run_main("prepare.py", *arguments, cwd=tmp_path, env={"TRAINING": ""}, check=False)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert (folder / "a.png.txt").read_text() == "cat\n"
+
+
+def test_fix_and_undo_from_the_command_line(tmp_path):
+    folder = tmp_path / "photos"
+    save_image(folder / "a.png")
+    (folder / "a.png.txt").write_text("cat\nsky\n")
+    (tmp_path / "photos.suspects.csv").write_text("image,tag,kind,given,probability,score,accept\n"
+                                                  "a.png,sky,extra,1,0.02,0.98,yes\na.png,dog,missing,0,0.9,0.9,\n")
+    result = run_main("prepare.py", "fix", folder, cwd=tmp_path)
+    assert (folder / "a.png.txt").read_text() == "cat\n"
+    undo_file = re.search(r"undo file: (\S+)", result.stdout).group(1)
+    run_main("prepare.py", "undo", undo_file, cwd=tmp_path)
+    assert (folder / "a.png.txt").read_text() == "cat\nsky\n"

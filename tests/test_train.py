@@ -14,6 +14,7 @@ import time
 
 import pytest
 import torch
+from test_pages import page_data
 from conftest import FAST_TRAINING, REPOSITORY, RunningScript, run_main, run_script, save_image, write_unreadable_files
 from torchvision import models
 
@@ -67,6 +68,15 @@ def test_a_run_leaves_its_reports_beside_the_model(shapes_dataset, tmp_path):
     assert checkpoint["thresholds"] == [0.5] * len(checkpoint["tags"])  # folded into the head
     assert "micro_f1_at_0.5" in checkpoint["metrics"] and "calibrated per-tag thresholds" in result.stdout
     assert "per-tag report, worst first" in result.stdout
+    # the report page: the same run, its validation images and their thumbnails
+    report = page_data((tmp_path / "out" / "tagger.report.html").read_text(encoding="utf-8"))
+    assert report["tags"] == checkpoint["tags"] and [row["epoch"] for row in history] == ["1", "2"]
+    assert sorted(report["names"]) == sorted(split["validation"])
+    assert sorted(row["tag"] for row in report["table"]) == checkpoint["tags"]
+    shown = {report["names"][row] for tag in report["worst"] for side in tag.values() for row, _ in side}
+    assert all(report["thumbs"][name].startswith("data:image/jpeg") for name in shown)
+    assert all(row["image"] in split["validation"] for row in report["suspects"])
+    assert "tagger.report.html" in result.stdout
 
 
 def test_without_a_validation_share_every_image_trains_and_the_last_epoch_is_kept(shapes_dataset, tmp_path):
@@ -81,6 +91,9 @@ def test_without_a_validation_share_every_image_trains_and_the_last_epoch_is_kep
     assert checkpoint["thresholds"] == [0.5] * len(checkpoint["tags"])
     assert "no validation set" in result.stdout
     assert not (tmp_path / "m.report.csv").exists() and (tmp_path / "m.curves.png").exists()
+    report = page_data((tmp_path / "m.report.html").read_text(encoding="utf-8"))  # the curves alone
+    assert report["table"] == report["names"] == report["suspects"] == []
+    assert "<svg" in (tmp_path / "m.report.html").read_text(encoding="utf-8")
 
 
 def test_subfolders_are_read_with_recursive_and_images_sharing_a_name_stay_apart(tmp_path):

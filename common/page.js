@@ -1,0 +1,153 @@
+// The interactive parts of the pages common/pages.py writes (inlined into each page): sortable
+// tables, the per-tag browser, the suspects' fix marking and CSV saving, the contact sheet's filter.
+"use strict";
+const DATA = JSON.parse(document.getElementById("page-data").textContent);
+const app = document.getElementById("app");
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (key === "text") node.textContent = value; else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child != null) node.append(child);
+  return node;
+}
+function picture(uri, name) {
+  return uri ? el("img", {src: uri, alt: name, title: name, loading: "lazy"}) : el("div", {class: "missing", text: "unreadable"});
+}
+function sortable(table) {  // click a heading to sort by it; again to reverse
+  const headings = table.querySelectorAll("th");
+  headings.forEach((heading, column) => heading.addEventListener("click", () => {
+    const up = !heading.classList.contains("sorted-up");
+    headings.forEach(h => h.classList.remove("sorted-up", "sorted-down"));
+    heading.classList.add(up ? "sorted-up" : "sorted-down");
+    const body = table.tBodies[0], rows = Array.from(body.rows);
+    const value = row => { const text = row.cells[column].dataset.value ?? row.cells[column].textContent;
+                           const number = parseFloat(text); return text === "" ? NaN : isNaN(number) ? text : number; };
+    rows.sort((a, b) => { const x = value(a), y = value(b);
+      if (typeof x === "number" && typeof y === "number") {
+        if (isNaN(x)) return 1; if (isNaN(y)) return -1; return up ? x - y : y - x; }
+      return up ? String(x).localeCompare(String(y)) : String(y).localeCompare(String(x)); });
+    rows.forEach(row => body.append(row));
+  }));
+}
+function table(columns, rows, id) {
+  const head = el("tr", {}, ...columns.map(([key, label]) => el("th", {"data-key": key, text: label})));
+  const body = el("tbody");
+  for (const row of rows) body.append(el("tr", {}, ...columns.map(([key]) => {
+    const value = row[key];
+    return el("td", {"data-value": value == null ? "" : String(value),
+                     text: value == null ? "" : typeof value === "number" && !Number.isInteger(value) ? value.toFixed(3) : String(value)});
+  })));
+  const node = el("table", {id}, el("thead", {}, head), body);
+  sortable(node);
+  return node;
+}
+function prCurve(curve, tag) {
+  const size = 240, pad = 30, ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", size + pad); svg.setAttribute("height", size + pad); svg.setAttribute("class", "chart");
+  svg.setAttribute("id", "pr-curve");
+  const text = (x, y, value, cls) => { const t = document.createElementNS(ns, "text"); t.setAttribute("x", x);
+    t.setAttribute("y", y); t.setAttribute("class", cls || "tick"); t.textContent = value; svg.append(t); };
+  text(pad, 14, "precision-recall: " + tag, "title");
+  if (!curve) { text(pad, 40, "no validation image has this tag"); return svg; }
+  const line = document.createElementNS(ns, "polyline");
+  line.setAttribute("points", curve[0].map((r, i) => `${pad + r * (size - pad)},${size - curve[1][i] * (size - 2 * pad)}`).join(" "));
+  line.setAttribute("fill", "none"); line.setAttribute("stroke", "#d62728"); line.setAttribute("stroke-width", "2");
+  svg.append(line);
+  text(pad, size + 12, "recall 0"); text(size - 30, size + 12, "1"); text(2, 2 * pad, "prec. 1");
+  return svg;
+}
+function report() {
+  const tags = DATA.tags, byTag = Object.fromEntries(tags.map((tag, i) => [tag, i]));
+  const worstBox = el("div", {id: "worst"}), curveBox = el("div", {class: "side"});
+  const chooser = el("select", {id: "tag-choice", onchange: () => show(chooser.value)},
+                     ...DATA.table.map(row => el("option", {value: row.tag, text: row.tag})));
+  function strip(entries, label) {
+    return el("div", {class: "side"}, el("h3", {text: label}), entries.length ?
+      el("div", {class: "cards"}, ...entries.map(([row, p]) => el("div", {class: "card"},
+        picture(DATA.thumbs[DATA.names[row]], DATA.names[row]), el("div", {class: "name", text: DATA.names[row]}),
+        el("div", {text: "probability " + p.toFixed(3)})))) : el("p", {class: "muted", text: "none"}));
+  }
+  function show(tag) {
+    chooser.value = tag;
+    const index = byTag[tag], worst = DATA.worst[index] || {fp: [], fn: []};
+    curveBox.replaceChildren(prCurve(DATA.pr[index], tag));
+    worstBox.replaceChildren(strip(worst.fp, "false positives: " + tag + " predicted, not tagged"),
+                             strip(worst.fn, "false negatives: tagged " + tag + ", not predicted"));
+    document.querySelectorAll("#tag-table tbody tr").forEach(tr => tr.classList.toggle("selected", tr.cells[0].textContent === tag));
+  }
+  const columns = [["tag", "tag"], ["support", "images"], ["ap", "AP"], ["precision", "precision"], ["recall", "recall"],
+                   ["f1", "F1"], ["threshold", "threshold"]];
+  const tagTable = table(columns, DATA.table, "tag-table");
+  tagTable.tBodies[0].addEventListener("click", event => { const row = event.target.closest("tr"); if (row) show(row.cells[0].textContent); });
+  app.append(el("section", {id: "tags"}, el("h2", {text: "Per tag (validation set; click a heading to sort, a row to look at it)"}),
+                el("div", {class: "scroll"}, tagTable)),
+             el("section", {id: "errors"}, el("h2", {text: "The validation images each tag got most wrong"}),
+                el("div", {class: "controls"}, el("label", {text: "tag "}, chooser)), curveBox, worstBox));
+  if (DATA.table.length) show(DATA.table[0].tag);
+}
+function suspects() {
+  if (!DATA.suspects || !DATA.suspects.length) return;
+  const marks = new Set();
+  const status = el("span", {id: "fix-status", class: "muted", text: "0 marked"});
+  const body = el("tbody");
+  DATA.suspects.forEach((row, i) => {
+    const box = el("input", {type: "checkbox", class: "accept", "data-row": String(i), onchange: () => {
+      box.checked ? marks.add(i) : marks.delete(i); status.textContent = marks.size + " marked"; }});
+    body.append(el("tr", {class: "fix-row"}, el("td", {}, picture(DATA.thumbs[row.image], row.image)),
+      el("td", {text: row.image}), el("td", {text: row.tag}), el("td", {text: row.kind}),
+      el("td", {text: Number(row.probability).toFixed(3)}), el("td", {text: Number(row.score).toFixed(3)}), el("td", {}, box)));
+  });
+  const head = el("tr", {}, ...["picture", "image", "tag", "kind", "probability", "score", "accept"].map(text => el("th", {text})));
+  const quote = value => /[",\n\r]/.test(String(value)) ? '"' + String(value).replace(/"/g, '""') + '"' : String(value);
+  function csvText() {
+    const columns = ["image", "tag", "kind", "given", "probability", "score", "accept"];
+    const lines = [columns.join(",")];
+    DATA.suspects.forEach((row, i) => lines.push(columns.map(key => quote(key === "accept" ? (marks.has(i) ? "yes" : "") : row[key])).join(",")));
+    return lines.join("\r\n") + "\r\n";
+  }
+  const save = el("button", {id: "save-fixes", onclick: () => {
+    const link = el("a", {href: URL.createObjectURL(new Blob([csvText()], {type: "text/csv"})), download: DATA.suspects_file || "suspects.csv"});
+    document.body.append(link); link.click(); link.remove();
+    status.textContent = marks.size + " marked, saved as " + (DATA.suspects_file || "suspects.csv");
+  }, text: "Save the marked fixes as CSV"});
+  app.append(el("section", {id: "suspects"}, el("h2", {text: "Suspect labels (most suspicious first)"}),
+    el("p", {text: "missing: the model sees the tag but the image lacks it; extra: the image has the tag but the model does not see it. " +
+                   "Mark the fixes you accept, save the CSV, then run: python prepare.py fix FOLDER --suspects SAVED.csv"}),
+    el("div", {class: "controls"}, save, status), el("div", {class: "scroll"}, el("table", {id: "suspect-table"}, el("thead", {}, head), body))));
+}
+function sheet() {
+  const images = DATA.images, page = 500;
+  const allTags = Array.from(new Set(images.flatMap(image => Object.keys(image.tags)))).sort();
+  const filter = el("input", {id: "tag-filter", list: "tag-names", placeholder: "filter by tag", size: "24"});
+  const order = el("select", {id: "sort-order"}, el("option", {value: "folder", text: "folder order"}),
+                   el("option", {value: "doubt", text: "most uncertain first"}));
+  const count = el("span", {id: "shown-count", class: "muted"}), cards = el("div", {class: "cards", id: "cards"});
+  const more = el("button", {id: "show-more", text: "show more"});
+  let limit = page;
+  function card(image) {
+    const tags = Object.entries(image.tags).sort((a, b) => b[1] - a[1]);
+    return el("div", {class: "card", "data-name": image.name}, picture(image.thumb, image.name), el("div", {class: "name", text: image.name}),
+      el("div", {}, ...(tags.length ? tags.map(([tag, p]) => el("span", {class: "tagp", text: `${tag} ${p.toFixed(2)}`})) : [el("span", {class: "muted", text: "no tags"})])),
+      image.doubt ? el("div", {class: "doubt", text: `closest call: ${image.doubt[0]} ${image.doubt[1].toFixed(2)}`}) : null);
+  }
+  function draw() {
+    const wanted = filter.value.trim();
+    let shown = images.filter(image => !wanted || wanted in image.tags);
+    if (order.value === "doubt") shown = shown.slice().sort((a, b) => (a.doubt ? a.doubt[2] : 9) - (b.doubt ? b.doubt[2] : 9));
+    cards.replaceChildren(...shown.slice(0, limit).map(card));
+    count.textContent = `showing ${Math.min(limit, shown.length)} of ${shown.length} image(s)` + (wanted ? ` tagged ${wanted}` : "");
+    more.hidden = shown.length <= limit;
+  }
+  filter.addEventListener("input", () => { limit = page; draw(); });
+  order.addEventListener("change", () => { limit = page; draw(); });
+  more.addEventListener("click", () => { limit += page; draw(); });
+  app.append(el("datalist", {id: "tag-names"}, ...allTags.map(tag => el("option", {value: tag}))),
+             el("div", {class: "controls"}, filter, el("label", {text: "sort "}, order), count), cards, more);
+  draw();
+}
+if (DATA.kind === "report") report();
+if (DATA.kind === "sheet") sheet();
+suspects();
