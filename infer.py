@@ -56,6 +56,7 @@ EXAMPLES = """examples:
   python infer.py --input photos/ --model models/tagger.pth              # NAME.EXT.txt beside each image
   python infer.py --input photos/ --model models/tagger.pth --whitelist only.txt --top-k 10 --csv photos.csv
   python infer.py --input labelled/ --model models/tagger.pth --evaluate # score it, write nothing
+  python infer.py --input photos/ --model models/tagger.pth --html photos.html  # a contact sheet to review
 """
 
 
@@ -158,7 +159,8 @@ def write_contact_sheet(args, sheet, processes):
     summary = (f"{len(sheet)} image(s) of {args.input} tagged by {args.model}; "
                f"{time.strftime('%Y-%m-%d %H:%M')}. Type a tag to see only its images; sort by the closest "
                "calls (a tag's probability nearest its threshold) to review the doubtful ones first.")
-    size = write_page(args.html, contact_sheet_data(f"{Path(args.input).name}: tags", sheet, summary))
+    title = f"{Path(args.input).resolve().name}: tagged by {Path(args.model).name}"
+    size = write_page(args.html, contact_sheet_data(title, sheet, summary))
     print(f"wrote the contact sheet {args.html} ({size / 1e6:.1f} MB): open it in a browser")
 
 

@@ -20,11 +20,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import common  # noqa: F401  (first: a quiet Ctrl-C even while torch loads)
+import numpy as np
 
 from common.dataset import describe_read_error
 from common.demo import write_demo_dataset
 from common.errors import UserError, exit_on_user_error
-from common.audit import RANKERS, apply_fixes, undo_fixes
+from common.audit import RANKERS, apply_fixes, default_suspects_path, undo_fixes
 from common.files import atomic_write, check_output_file
 from common.folder_scan import describe_pairing_problems, is_junk, read_tags_of, scan_folder, short_list
 from common.images import is_image_file, open_image
@@ -199,12 +200,6 @@ def check_folder(folder, recursive=False, min_count=min_tag_count):
 
 
 # ----------------------------------------------------------------------------- audit, fix, undo
-def suspects_path_for(folder):
-    """DIR.suspects.csv beside the folder (never inside it, where it would look like a tag file)."""
-    folder = Path(folder).resolve()
-    return folder.with_name(f"{folder.name}.suspects.csv")
-
-
 def audit_folder(args, training_flags):
     """Rank the folder's image-tag pairs by how likely their labels are wrong; write the CSV and its page."""
     import train  # the folds train with train.py's recipe and settings (its flags, the environment, .env)
@@ -232,11 +227,11 @@ def audit_folder(args, training_flags):
     if args.from_model:
         folder, names, targets, probabilities, tags = held_out_predictions(
             args.from_model, args.folder, device, precision, train_args.batch_size, train_args.workers)
-        output = output or suspects_path_for(folder)
+        output = output or default_suspects_path(folder)
         check_output_file(output, "--output")
         how, fold_of = f"the {len(names)} validation images of {args.from_model}", None
     else:
-        output = output or suspects_path_for(folder)
+        output = output or default_suspects_path(folder)
         check_training_settings(train_args, {"suspects": output})  # before any data is read
         layout = small_input_layout(train_args.small_input, train_args.arch, train_args.image_size,
                                     pretrained=is_pretrained(train_args.weights), fast_arithmetic=precision != "fp32")
@@ -255,6 +250,10 @@ def audit_folder(args, training_flags):
     write_page(page, suspects_data(f"{Path(folder).name}: suspect labels", rows, Path(folder), output.name, summary))
     if not args.from_model and not args.keep_folds:
         shutil.rmtree(output.with_suffix(".folds"), ignore_errors=True)  # done: nothing left to resume
+    unreadable = [name for name, row in zip(names, probabilities) if np.isnan(row).any()]
+    if unreadable:
+        print(f"skipped {len(unreadable)} unreadable image(s), which no model could judge: "
+              f"{', '.join(unreadable[:10])}{' ...' if len(unreadable) > 10 else ''}")
     print(f"audit: {how}")
     for row in rows[:10]:
         print(f"  {row['image']}: {row['tag']} {row['kind']} (probability {row['probability']:.3f})")
@@ -266,11 +265,9 @@ def audit_folder(args, training_flags):
 
 EXAMPLES = """examples:
   python prepare.py check photos/                       # what train.py will see, and every problem
-  python prepare.py tag new_photos/ --add "cat, indoor" # add tags to every image's sidecar
   python prepare.py folders by_class/ photos/           # class folders -> one folder with sidecars
   python prepare.py audit photos/ --arch resnet18       # rank the labels most likely wrong: photos.suspects.csv
   python prepare.py fix photos/                         # apply the rows marked in photos.suspects.csv
-  python prepare.py undo photos.undo-20260101-120000.json   # put those tag files back
 """
 RENAMED_FLAGS = {"--tags": "--add", "--min-count": "--min-tag-count"}
 
@@ -302,7 +299,12 @@ def get_args_parser():
 
     audit = commands.add_parser(
         "audit", help="rank the image-tag pairs whose labels are most likely wrong (k-fold training); any "
-                      "train.py setting may follow (--arch, --weights, --image-size, ...)")
+                      "train.py setting may follow (--arch, --weights, --image-size, ...)",
+        description="Rank the image-tag pairs of a folder whose labels are most likely wrong: k models train "
+                    "with train.py's recipe, each judging the images the others trained on. Any train.py setting "
+                    "may follow (--arch resnet18 --weights none --image-size 160 ...); the others come from the "
+                    "environment and .env, as for train.py. Writes DIR.suspects.csv and DIR.suspects.html; "
+                    "changes no tag file.")
     audit.add_argument("folder", nargs="?", help="dataset folder (default: TRAINING from the environment or .env)")
     audit.add_argument("--folds", type=whole_number(2, 20), default=audit_folds, help="models trained, k")
     audit.add_argument("--epochs", type=whole_number(1), default=audit_epochs, help="epochs each fold trains")
@@ -344,7 +346,7 @@ def main(argv=None):
     if args.command == "audit":
         return audit_folder(args, rest)
     if args.command == "fix":
-        return apply_fixes(args.folder, args.suspects or suspects_path_for(args.folder), dry_run=args.dry_run)
+        return apply_fixes(args.folder, args.suspects or default_suspects_path(args.folder), dry_run=args.dry_run)
     if args.command == "undo":
         return undo_fixes(args.undo_file)
     if args.command == "tag":

@@ -24,8 +24,10 @@ PICTURES = REPOSITORY / "bench" / "pictures"
 TRAINING = ["--arch", "resnet18", "--weights", "none", "--image-size", "64", "--workers", "0"]
 
 
-def run(*command):
-    subprocess.run([sys.executable, *map(str, command)], check=True, cwd=REPOSITORY, stdout=subprocess.DEVNULL)
+def run(script, *arguments, cwd):
+    """A script as a user runs it, in `cwd`, so that the pages name short relative paths."""
+    subprocess.run([sys.executable, str(REPOSITORY / script), *map(str, arguments)], check=True, cwd=cwd,
+                   stdout=subprocess.DEVNULL)
 
 
 def swap_some_labels(folder, share=0.04, seed=0):
@@ -71,10 +73,10 @@ def main():
         write_demo_dataset(work / "demo", train_count=400, infer_count=40, seed=5)
         folder = work / "demo" / "train"
         swap_some_labels(folder)
-        run("train.py", "--data", folder, "--model", work / "model.pth", "--epochs", "8", "--yes", *TRAINING)
-        run("prepare.py", "audit", folder, "--folds", "4", "--epochs", "4", *TRAINING)
-        run("infer.py", "--input", work / "demo" / "infer", "--model", work / "model.pth", "--html",
-            work / "sheet.html", "--workers", "0")
+        run("train.py", "--data", "demo/train", "--model", "model.pth", "--epochs", "8", "--yes", *TRAINING, cwd=work)
+        run("prepare.py", "audit", "demo/train", "--folds", "4", "--epochs", "4", *TRAINING, cwd=work)
+        run("infer.py", "--input", "demo/infer", "--model", "model.pth", "--html", "sheet.html", "--workers", "0",
+            cwd=work)
         worst_tag = "document.querySelector('#tag-table th[data-key=ap]').click();" \
                     "document.querySelector('#tag-table tbody tr').click();"
         mark_two = "document.querySelectorAll('#suspect-table input.accept').forEach((box, i) => i < 2 && box.click());"

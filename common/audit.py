@@ -86,7 +86,8 @@ def out_of_fold_probabilities(args, data, folds, work_folder, device, precision,
     recipe = {key: value for key, value in settings_of(args).items()
               if key not in ("device", "workers", "cache_mb", "index_cache", "env_file", "processes")}
     dense_targets = targets.toarray() if scipy.sparse.issparse(targets) else np.asarray(targets)
-    key = fingerprint(recipe, names, vocabulary, dense_targets.sum(0).tolist(), fold_of.tolist(), folds)
+    labels = hashlib.sha256(np.packbits(dense_targets.astype(bool)).tobytes()).hexdigest()
+    key = fingerprint(recipe, names, vocabulary, labels, fold_of.tolist(), folds)
     probabilities = np.full(dense_targets.shape, np.nan, dtype=np.float32)
     started = time.perf_counter()
     decoded = None  # every fold takes its pixels from one decoding of the folder, when they fit in memory
@@ -117,10 +118,10 @@ def out_of_fold_probabilities(args, data, folds, work_folder, device, precision,
                                  device, precision, processes, decoded=fold_images)
         held_out_loader, run.validation_loader = run.validation_loader, None  # never seen, never used to choose
         for epoch in range(1, args.epochs + 1):
-            fold_started = time.time()
-            row = run_epoch(run, epoch) | {"seconds": 0.0}
-            row["seconds"] = time.time() - fold_started
-            print(f"fold {fold + 1}/{folds} " + format_epoch_line({**row, "saved": False}, args.epochs))
+            epoch_started = time.time()
+            row = run_epoch(run, epoch)
+            row |= {"seconds": time.time() - epoch_started, "saved": False}
+            print(f"fold {fold + 1}/{folds} " + format_epoch_line(row, args.epochs))
         _, _, fold_probabilities, positions = predict(run.trainable, held_out_loader, device, precision,
                                                       run.unreadable)
         rows = np.full((len(held_out), len(vocabulary)), np.nan, dtype=np.float32)
@@ -267,6 +268,27 @@ def suspect_rows(names, vocabulary, targets, probabilities, method="context", li
     return rows
 
 
+def default_suspects_path(folder):
+    """DIR.suspects.csv beside the folder (never inside it, where it would look like a tag file)."""
+    folder = Path(folder).resolve()
+    return folder.with_name(f"{folder.name}.suspects.csv")
+
+
+def read_suspects(path):
+    """The rows of a suspects CSV, in its order; a UserError names a file that is not one."""
+    path = Path(path)
+    try:
+        reader = csv.DictReader(decode_tag_bytes(path.read_bytes()).splitlines())
+        rows = list(reader)
+    except OSError as error:
+        raise UserError(f"{path} cannot be read ({error.strerror or error})") from None
+    missing = [column for column in ("image", "tag", "kind", "accept") if column not in (reader.fieldnames or [])]
+    if missing:
+        raise UserError(f"{path} has no {', '.join(missing)} column(s): it is not a suspects CSV from `prepare.py "
+                        "audit` or a report page")
+    return rows
+
+
 def write_suspects(path, rows):
     with atomic_write(path, "w", newline="") as file:
         writer = csv.DictWriter(file, SUSPECT_COLUMNS)
@@ -281,14 +303,8 @@ def read_accepted(path):
     if not path.is_file():
         raise UserError(f"{path} does not exist: give the suspects CSV written by `prepare.py audit` (or saved from "
                         "a report page), with the rows to apply marked in its accept column")
-    text = decode_tag_bytes(path.read_bytes())
-    reader = csv.DictReader(text.splitlines())
-    missing = [column for column in ("image", "tag", "kind", "accept") if column not in (reader.fieldnames or [])]
-    if missing:
-        raise UserError(f"{path} has no {', '.join(missing)} column(s): it is not a suspects CSV from `prepare.py "
-                        "audit` or a report page")
     accepted = []
-    for line, row in enumerate(reader, start=2):
+    for line, row in enumerate(read_suspects(path), start=2):
         if (row.get("accept") or "").strip().lower() not in ACCEPTED:
             continue
         image, tag = (row.get("image") or "").strip(), (row.get("tag") or "").strip()

@@ -132,23 +132,22 @@ def worst_images(targets, probabilities, thresholds, per_tag=WORST_PER_TAG):
 
 
 def report_data(title, history, tag_rows, names, image_paths, targets, probabilities, thresholds, tags,
-                suspects=(), suspects_file="suspects.csv", summary=""):
+                suspects=(), suspects_folder=None, suspects_file="suspects.csv", summary=""):
     """Everything the report page shows, as plain JSON-ready data. names: the validation images'
     names as shown; image_paths: where to read them (for thumbnails); thresholds: per-tag decision
-    points of `probabilities`."""
+    points of `probabilities`; suspects: rows of a suspects CSV, whose images are in suspects_folder."""
     targets, probabilities = np.asarray(targets), np.asarray(probabilities)
     worst = worst_images(targets, probabilities, thresholds) if len(names) else []
     shown = sorted({row for tag in worst for side in ("fp", "fn") for row, _ in tag[side]})
     suspects = list(suspects)[:SUSPECTS_SHOWN]
-    position_of = {name: position for position, name in enumerate(names)}
-    thumbs = thumbnails([image_paths[row] for row in shown] +
-                        [image_paths[position_of[row["image"]]] for row in suspects if row["image"] in position_of])
+    pictures = {names[row]: image_paths[row] for row in shown}
+    pictures |= {row["image"]: Path(suspects_folder) / row["image"] for row in suspects}
+    thumbs = thumbnails(list(pictures.values()))
     return {"kind": "report", "title": title, "summary": summary, "tags": list(tags), "names": list(names),
-            "thumbs": {name: thumbs.get(str(image_paths[position])) for position, name in enumerate(names)
-                       if str(image_paths[position]) in thumbs},
+            "thumbs": {name: thumbs[str(path)] for name, path in pictures.items()},
             "table": [_plain_row(row) for row in tag_rows], "worst": worst,
             "pr": precision_recall_points(targets, probabilities) if len(names) else [],
-            "suspects": [{key: row[key] for key in SUSPECT_COLUMNS} for row in suspects],
+            "suspects": [{key: row.get(key, "") for key in SUSPECT_COLUMNS} for row in suspects],
             "suspects_file": suspects_file, "curves_svg": training_curves_svg(history) if history else ""}
 
 
@@ -159,7 +158,7 @@ def suspects_data(title, suspects, folder, suspects_file, summary=""):
     thumbs = thumbnails([folder / name for name in names])
     return {"kind": "suspects", "title": title, "summary": summary, "names": names,
             "thumbs": {name: thumbs[str(folder / name)] for name in names},
-            "suspects": [{key: row[key] for key in SUSPECT_COLUMNS} for row in suspects],
+            "suspects": [{key: row.get(key, "") for key in SUSPECT_COLUMNS} for row in suspects],
             "suspects_file": suspects_file}
 
 

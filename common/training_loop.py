@@ -11,7 +11,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from common.audit import suspect_rows
+from common.audit import default_suspects_path, read_suspects, suspect_rows
 from common.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, save_training_state, write_tag_list
 from common.dataset import UnreadableImages, no_readable_images
 from common.distributed import Processes, copy_weights_from_main, gather_objects, learning_rate_for
@@ -278,7 +278,7 @@ def write_run_report(run, validation=None):
     """NAME.report.html: the curves, and with a validation set its per-tag table, each tag's worst
     images and the pairs whose labels the model most doubts (a quick look; `prepare.py audit`
     judges every image). validation: (targets, probabilities, positions, thresholds, tag rows)."""
-    names, image_paths, suspects = [], [], []
+    names, image_paths, suspects, doubted = [], [], [], "none"
     targets = probabilities = np.zeros((0, len(run.vocabulary)))
     thresholds, rows = [0.5] * len(run.vocabulary), []
     if validation is not None:
@@ -286,14 +286,21 @@ def write_run_report(run, validation=None):
         names = [run.split_names["validation"][position] for position in positions]
         image_paths = [Path(run.args.data) / name for name in names]
         suspects = suspect_rows(names, run.vocabulary, targets, probabilities, limit=SUSPECTS_SHOWN)
+        doubted = "the validation pairs the model doubts most"
+    audit = default_suspects_path(run.args.data)
+    if audit.is_file():  # an audit of this folder judged every image: its suspects rather than the quick look
+        try:
+            suspects, doubted = read_suspects(audit)[:SUSPECTS_SHOWN], f"the audit's, from {audit}"
+        except UserError as error:
+            print(f"note: the report shows the quick look instead of the audit: {error}")
     best = run.best or {}
     scores = ", ".join(f"{name} {best[name]:.3f}" for name in ("mAP", "micro_f1", "macro_f1") if name in best)
     summary = (f"{run.args.arch} at {run.args.image_size} px, weights {run.args.weights}, {len(run.history)} epoch(s) "
                f"on {len(run.split_names['train'])} images of {run.args.data}; best epoch {best.get('epoch')}"
                f"{' (' + scores + ' at a 0.5 threshold)' if scores else ''}; {len(names)} validation images; "
-               f"{datetime.datetime.now():%Y-%m-%d %H:%M}")
+               f"suspect labels: {doubted}; {datetime.datetime.now():%Y-%m-%d %H:%M}")
     model = run.paths["model"]
     data = report_data(f"{model.name}: training report", run.history, rows, names, image_paths, targets,
-                       probabilities, thresholds, run.vocabulary, suspects, f"{model.stem}.suspects.csv", summary)
+                       probabilities, thresholds, run.vocabulary, suspects, run.args.data, audit.name, summary)
     size = write_page(run.paths["report.html"], data)
     print(f"wrote the run report {run.paths['report.html']} ({size / 1e6:.1f} MB): open it in a browser")

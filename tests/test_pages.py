@@ -61,7 +61,8 @@ def test_the_report_carries_its_table_curves_errors_and_suspects_and_nothing_fro
     suspects = [{"image": "v3.png", "tag": "cat", "kind": "missing", "given": 0, "probability": 0.9, "score": 0.9,
                  "accept": ""}]
     data = report_data("m.pth: training report", history, table, names, images, targets, probabilities,
-                       [0.5, 0.5, 0.5], ["cat", "dog</script>", "sky"], suspects, "m.suspects.csv", "summary")
+                       [0.5, 0.5, 0.5], ["cat", "dog</script>", "sky"], suspects, suspects_folder=tmp_path,
+                       suspects_file="m.suspects.csv", summary="summary")
     size = write_page(tmp_path / "m.report.html", data)
     page = (tmp_path / "m.report.html").read_text(encoding="utf-8")
     assert size == len(page.encode())
@@ -69,6 +70,7 @@ def test_the_report_carries_its_table_curves_errors_and_suspects_and_nothing_fro
     shown = page_data(page)  # a tag holding "</script>" does not end the script early
     assert shown["tags"][1] == "dog</script>" and shown["table"][0]["precision"] is None
     assert shown["suspects"][0]["image"] == "v3.png" and shown["suspects_file"] == "m.suspects.csv"
+    assert shown["thumbs"]["v3.png"].startswith("data:image/jpeg")  # the suspect's picture too
     assert page.count("<svg") >= 2 and "validation mAP" in page  # the curves, drawn without a script
     for tag, worst in enumerate(shown["worst"]):
         for row, probability in worst["fp"]:

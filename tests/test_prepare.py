@@ -161,6 +161,8 @@ def test_audit_ranks_suspects_into_a_csv_and_a_page_and_changes_no_tag_file(shap
     folder = root / "train"
     victim = folder / f"{sorted(folder.glob('*.png'))[0].name}.txt"
     victim.write_text("\n".join(read_tag_file(victim)[1:]) + "\n")  # a tag gone missing
+    (folder / "broken.png").write_bytes(b"not a picture")
+    (folder / "broken.png.txt").write_text("red\n")
     before = {path.name: path.read_bytes() for path in folder.iterdir()}
     result = run_main("prepare.py", "audit", folder, "--folds", "2", "--method", "confidence", *AUDIT_TRAINING,
                       cwd=tmp_path)
@@ -168,7 +170,7 @@ def test_audit_ranks_suspects_into_a_csv_and_a_page_and_changes_no_tag_file(shap
     with open(suspects, newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
     assert list(rows[0]) == ["image", "tag", "kind", "given", "probability", "score", "accept"]
-    tagged = len([path for path in folder.glob("*.png") if (folder / f"{path.name}.txt").exists()])
+    tagged = len([path for path in folder.glob("*.png") if (folder / f"{path.name}.txt").exists()]) - 1
     tags = {tag for sidecar in folder.glob("*.txt") for tag in read_tag_file(sidecar)}
     assert len(rows) == min(1000, tagged * len(tags))  # every pair of every image, up to --top
     scores = [float(row["score"]) for row in rows]
@@ -182,6 +184,8 @@ def test_audit_ranks_suspects_into_a_csv_and_a_page_and_changes_no_tag_file(shap
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before  # nothing changed
     assert not (root / "train.suspects.folds").exists()  # finished: no fold left to resume from
     assert "fold 2/2 epoch 1/1" in result.stdout and "prepare.py fix" in result.stdout
+    assert "skipped 1 unreadable image(s), which no model could judge: broken.png" in result.stdout
+    assert "broken.png" not in {row["image"] for row in rows}
 
 
 def test_an_interrupted_audit_reuses_its_finished_folds(shapes_dataset, tmp_path):

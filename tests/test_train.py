@@ -79,6 +79,17 @@ def test_a_run_leaves_its_reports_beside_the_model(shapes_dataset, tmp_path):
     assert "tagger.report.html" in result.stdout
 
 
+def test_the_report_shows_the_folders_audit_when_there_is_one(shapes_dataset, tmp_path):
+    root, _ = shapes_dataset
+    image = sorted((root / "train").glob("*.png"))[5].name
+    (root / "train.suspects.csv").write_text(f"image,tag,kind,given,probability,score,accept\n"
+                                             f"{image},red,missing,0,0.97,0.97,\n")
+    result = train(root / "train", tmp_path / "m.pth", cwd=tmp_path)
+    report = page_data((tmp_path / "m.report.html").read_text(encoding="utf-8"))
+    assert [row["image"] for row in report["suspects"]] == [image] and report["suspects_file"] == "train.suspects.csv"
+    assert report["thumbs"][image].startswith("data:image/jpeg") and "the audit's" in result.stdout + str(report)
+
+
 def test_without_a_validation_share_every_image_trains_and_the_last_epoch_is_kept(shapes_dataset, tmp_path):
     root, _ = shapes_dataset
     model = tmp_path / "m.pth"
