@@ -62,8 +62,8 @@ def test_training_under_torchrun_prints_once_and_writes_one_model(distributed_ru
     assert checkpoint["settings"]["processes"] == 2
     assert "module." not in next(iter(checkpoint["state_dict"]))  # the bare model, not its DDP wrapper
     assert sorted(path.name for path in (root / "models").iterdir()) == sorted(
-        f"m.{kind}" for kind in ("pth", "tags.txt", "metrics.csv", "report.csv", "curves.png", "pr.png",
-                                 "split.json"))  # no training state left, no per-process files
+        f"m.{kind}" for kind in ("pth", "tags.txt", "metrics.csv", "report.csv", "report.html", "curves.png",
+                                 "pr.png", "split.json"))  # no training state left, no per-process files
 
 
 @pytest.mark.slow
