@@ -60,6 +60,10 @@ function prCurve(curve, tag) {
   return svg;
 }
 function report() {
+  if (!DATA.table.length) {  // a run without validation images: the curves are all there is
+    app.append(el("p", {class: "muted", text: "No validation images (--val-fraction 0): no per-tag table or errors."}));
+    return;
+  }
   const tags = DATA.tags, byTag = Object.fromEntries(tags.map((tag, i) => [tag, i]));
   const worstBox = el("div", {id: "worst"}), curveBox = el("div", {class: "side"});
   const chooser = el("select", {id: "tag-choice", onchange: () => show(chooser.value)},
