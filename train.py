@@ -230,6 +230,7 @@ def run_demo(args):
 the demo's validation micro-F1 is {metrics.get('micro_f1', math.nan):.3f}. It wrote:
   {args.model}  the model (its tags, thresholds and settings inside)
   {args.data}/  the training pictures and their tag files; {DEMO_FOLDER / 'infer'}/ the pictures it tagged
+  {output_paths(args)['report.html']}  the run report: open it in a browser
   {output_paths(args)['tags']}  the tag list; beside the model: metrics, per-tag report, curves
 next, on your own folder of images with tag files (ImageNet weights are downloaded once):
   python train.py --data YOUR_FOLDER --model models/tagger.pth
