@@ -1,6 +1,7 @@
 """Writing files so that a crash or Ctrl-C never leaves a half-written one behind."""
 
 import contextlib
+import errno
 import os
 import signal
 import stat
@@ -31,8 +32,11 @@ def atomic_write(path, mode="w", encoding="utf-8", newline=None):
     and `path` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)  # made only now, when there is something to put in it
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # made only now, when there is something to put in it
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise no_room_error(path, error) or error
     try:
         # mkstemp makes private (0600) files; give the new file the old one's permissions, or the
         # ones any new file would get, so that sidecars stay readable by galleries and other users
@@ -43,10 +47,25 @@ def atomic_write(path, mode="w", encoding="utf-8", newline=None):
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and no_room_error(path, error):
+            raise no_room_error(path, error) from None
         raise
+
+
+# Write failures that are no fault of the program: each stops a run with one line naming the file.
+NO_ROOM = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+           errno.EFBIG: "the file would pass the file-size limit (ulimit -f)"}
+
+
+def no_room_error(path, error):
+    """A UserError for a write that failed for lack of room, else None."""
+    if error.errno not in NO_ROOM:
+        return None
+    return UserError(f"could not write {path}: {NO_ROOM[error.errno]}. Nothing was half-written: {path} is as it "
+                     "was before. Make room, then run the same command again to carry on")
 
 
 @contextlib.contextmanager

@@ -44,3 +44,31 @@ def test_an_atomic_write_makes_its_folder_when_it_has_something_to_put_in_it(tmp
     with atomic_write(tmp_path / "new" / "deeper" / "m.txt") as file:
         file.write("x")
     assert (tmp_path / "new" / "deeper" / "m.txt").read_text() == "x"
+
+
+def test_a_write_past_the_file_size_limit_stops_the_script_with_one_line_and_keeps_the_old_file(tmp_path):
+    """As on a full disk: a sidecar that would grow past `ulimit -f` is left as it was, no temporary
+    file is left beside it, and prepare.py ends with one line naming the file and the cause."""
+    import resource
+    import subprocess
+    import sys
+
+    from conftest import CHILD_ENVIRONMENT, REPOSITORY, save_image
+
+    save_image(tmp_path / "a.png")
+    sidecar = tmp_path / "a.png.txt"
+    sidecar.write_text("".join(f"tag{number:06}\n" for number in range(409)))  # 4,090 bytes
+    before = sidecar.read_bytes()
+
+    def limit_file_size():  # in the child only: files it writes may not pass 4,096 bytes
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    result = subprocess.run([sys.executable, str(REPOSITORY / "prepare.py"), "tag", str(tmp_path), "--add",
+                             "one more tag that does not fit"], env=CHILD_ENVIRONMENT, capture_output=True, text=True,
+                            preexec_fn=limit_file_size, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: could not write {sidecar}: the file would pass the file-size limit (ulimit -f). Nothing was "
+        f"half-written: {sidecar} is as it was before. Make room, then run the same command again to carry on"]
+    assert sidecar.read_bytes() == before and sorted(path.name for path in tmp_path.iterdir()) == ["a.png",
+                                                                                                   "a.png.txt"]
