@@ -253,7 +253,7 @@ def audit_folder(args, training_flags):
     unreadable = [name for name, row in zip(names, probabilities) if np.isnan(row).any()]
     if unreadable:
         print(f"skipped {len(unreadable)} unreadable image(s), which no model could judge: "
-              f"{', '.join(unreadable[:10])}{' ...' if len(unreadable) > 10 else ''}")
+              f"{short_list([Path(folder) / name for name in unreadable], Path(folder))}")
     print(f"audit: {how}")
     for row in rows[:10]:
         print(f"  {row['image']}: {row['tag']} {row['kind']} (probability {row['probability']:.3f})")

@@ -50,8 +50,9 @@ def atomic_write(path, mode="w", encoding="utf-8", newline=None):
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-        if isinstance(error, OSError) and no_room_error(path, error):
-            raise no_room_error(path, error) from None
+        lack_of_room = no_room_error(path, error) if isinstance(error, OSError) else None
+        if lack_of_room:
+            raise lack_of_room from None
         raise
 
 
