@@ -27,7 +27,8 @@ from common.device import DEVICE_CHOICES, describe_device
 from common.distributed import (contiguous_shard, gather_objects, start_processes,
                                 stop_processes, sum_across_processes)
 from common.errors import UserError, exit_on_user_error
-from common.files import check_output_file, check_writable_folder
+from common.files import (check_output_file, check_writable_folder, remove_leftover_temporaries,
+                          tag_folder_lock)
 from common.folder_scan import scan_folder, short_list
 from common.export import convert_or_export
 from common.jpeg_decode import DECODE_CHOICES, resolve_decode
@@ -37,7 +38,7 @@ from common.pages import contact_sheet_data, write_page
 from common.precision import PRECISION_CHOICES, resolve_precision
 from common.reports import format_tag_report, join_tables, open_tables
 from common.settings import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, SettingsParser, number, require, whole_number
-from common.tagfiles import read_tag_file, write_sidecar
+from common.tagfiles import read_tag_file, tag_file_names, write_sidecar
 
 # ----------------------------------------------------------------------------- settings
 # The defaults. A flag, an environment variable or a .env key (in that order) overrides each one.
@@ -196,6 +197,12 @@ def tag_folder(args):
     """The whole inference stage. Returns counts of what happened to the images. Under torchrun
     each process tags a consecutive share of the images (writing their sidecars itself), and the
     main process joins the CSV and JSONL parts and reports for all of them."""
+    with contextlib.ExitStack() as held:  # the folder's lock, once taken, until the end
+        return run_stage(args, held)
+
+
+def run_stage(args, held):
+    """tag_folder's work; `held` keeps the folder's lock until tag_folder returns."""
     require(args, "model", "model file")
     processes, run_device = start_processes(args.device, backend="gloo")  # only counts and names are exchanged
     checkpoint = load_model_file(args.model, args.tags, args.arch, args.image_size)
@@ -215,7 +222,13 @@ def tag_folder(args):
     allowed = read_tag_filter(args.whitelist, tags, "whitelist", whitelist_file)
     blocked = read_tag_filter(args.blacklist, tags, "blacklist")
 
+    if not args.evaluate and processes.is_main and Path(args.input).is_dir():
+        held.enter_context(tag_folder_lock(args.input))  # before the scan: no other run is writing now
     scan = scan_folder(args.input, recursive=args.recursive)
+    if not args.evaluate and processes.is_main:  # what a run killed mid-write left (sidecars, tables)
+        remove_leftover_temporaries([*(image.with_name(name) for image in scan.images
+                                       for name in tag_file_names(image.name)),
+                                     *filter(None, (args.csv, args.jsonl, args.html))])
     if not scan.images:
         raise UserError(f"found no images in {args.input} (looked for .jpg .jpeg .png .webp .bmp .gif"
                         f"{'' if args.recursive else '; add --recursive to look in subfolders'})")

@@ -12,6 +12,7 @@ taken in the destination by a different picture is renamed, and the audit's fixe
 tags a person marked, after writing an undo file.
 """
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -26,7 +27,7 @@ from common.dataset import describe_read_error
 from common.demo import write_demo_dataset
 from common.errors import UserError, exit_on_user_error
 from common.audit import RANKERS, apply_fixes, default_suspects_path, undo_fixes
-from common.files import atomic_write, check_output_file
+from common.files import atomic_write, check_output_file, tag_folder_lock
 from common.folder_scan import describe_pairing_problems, is_junk, read_tags_of, scan_folder, short_list
 from common.images import is_image_file, open_image
 from common.progress import progress
@@ -343,6 +344,14 @@ def main(argv=None):
     if rest and args.command != "audit":  # only the audit passes flags on (to train.py's settings)
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     note_renamed_flags(argv, RENAMED_FLAGS)
+    changes = {"tag": "folder", "fix": "folder", "folders": "destination"}.get(args.command)  # tag files in it
+    with contextlib.ExitStack() as held:
+        if changes and not args.dry_run and Path(getattr(args, changes)).is_dir():
+            held.enter_context(tag_folder_lock(getattr(args, changes)))  # as infer.py does: one run at a time
+        return run_command(args, rest)
+
+
+def run_command(args, rest):
     if args.command == "audit":
         return audit_folder(args, rest)
     if args.command == "fix":

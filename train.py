@@ -8,6 +8,7 @@
 Each setting comes from its flag, else an environment variable, else .env, else the block below.
 """
 
+import contextlib
 import math
 import os
 import sys
@@ -22,6 +23,7 @@ from common.demo import write_demo_dataset
 from common.device import DEVICE_CHOICES, describe_device
 from common.distributed import LR_SCALING_CHOICES, from_main, start_processes, stop_processes
 from common.errors import UserError, exit_on_user_error
+from common.files import keep_a_copy, remove_leftover_temporaries, run_lock
 from common.folder_scan import load_training_data
 from common.jpeg_decode import DECODE_CHOICES, resolve_decode
 from common.losses import LOSS_CHOICES
@@ -144,6 +146,10 @@ def output_paths(args):
             **beside}
 
 
+def previous_model_path(model_path):
+    return model_path.with_name(f"{model_path.stem}.previous{model_path.suffix}")
+
+
 def confirm_overwrite(model_path, yes, processes):
     """Never replace a model silently: count down in a terminal, keep a backup elsewhere."""
     if yes or not model_path.exists() or not processes.is_main:
@@ -159,22 +165,24 @@ def confirm_overwrite(model_path, yes, processes):
             raise SystemExit(130)
         print()
     else:
-        backup = model_path.with_name(f"{model_path.stem}.previous{model_path.suffix}")
-        os.replace(model_path, backup)
+        backup = previous_model_path(model_path)
+        keep_a_copy(model_path, backup)  # the model stays in place, whole, until the new one replaces it
         print(f"kept the existing model as {backup} (pass --yes to replace it without a backup)")
 
 
 def train_tagger(args):
     """The whole training stage. Returns the final metrics of the saved model."""
-    run = prepare_run(args)
-    fit(run)
-    return finish(run)
+    with contextlib.ExitStack() as held:  # the model's lock, once taken, until the end
+        run = prepare_run(args, held)
+        fit(run)
+        return finish(run)
 
 
-def prepare_run(args):
+def prepare_run(args, held=None):
     """Everything before the first epoch: checks, data, split, loaders, model. The notebook calls
     this, then fit() and finish(), to keep the trained model in memory. Under torchrun every
-    process runs it; the main one (rank 0) alone prints and writes."""
+    process runs it; the main one (rank 0) alone prints and writes. held: an ExitStack that keeps
+    the lock on the model's files (see lock_outputs) until the caller is done."""
     processes, run_device = start_processes(args.device)
     resume_state = read_resume_state(args, processes) if args.resume else None
     require(args, "data", "training folder")
@@ -183,6 +191,8 @@ def prepare_run(args):
     run_precision = resolve_precision(args.precision, run_device)
     resolve_decode(args.decode, run_device)  # --decode gpu without a GPU is refused here, before any work
     check_training_settings(args, paths)  # before any data is read or anything is written
+    if held is not None and processes.is_main:
+        lock_outputs(paths, args, held)
     layout = small_input_layout(args.small_input, args.arch, args.image_size, pretrained=is_pretrained(args.weights),
                                 fast_arithmetic=run_precision != "fp32")
     if args.sync_batchnorm and processes.is_distributed and run_device.type != "cuda":
@@ -198,6 +208,16 @@ def prepare_run(args):
     if resume_state:
         run.restore(resume_state)
     return run
+
+
+def lock_outputs(paths, args, held):
+    """One run at a time writes a model: a second one stops at once with one line. Then the
+    temporaries of files that a killed run was writing are cleared away."""
+    model = paths["model"]
+    held.enter_context(run_lock(model.with_name(f".{model.name}.lock"), f"training {model}",
+                                "wait for it to end (or stop it), or give this run another --model", make_folder=True))
+    remove_leftover_temporaries([*paths.values(), previous_model_path(model),
+                                 *([args.index_cache] if args.index_cache else [])])
 
 
 def read_resume_state(args, processes):

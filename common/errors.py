@@ -30,6 +30,12 @@ def exit_on_user_error(main):
             rank = os.environ.get("RANK", "0")  # set by torchrun; every process reports its own errors
             print(f"{'' if rank == '0' else f'[process {rank}] '}error: {error}", file=sys.stderr)
             sys.exit(2)
+        except RuntimeError as error:
+            message = worker_handover_error(error)
+            if debug or not message:
+                raise
+            print(f"error: {message}", file=sys.stderr)
+            sys.exit(2)
         except KeyboardInterrupt:
             if debug:
                 raise
@@ -38,6 +44,24 @@ def exit_on_user_error(main):
             sys.exit(130)
 
     return wrapper
+
+
+def worker_handover_error(error):
+    """The message for PyTorch's error when the image-decoding workers cannot pass a batch to the
+    main process through shared memory (files in /dev/shm) for lack of room; else None."""
+    text = str(error)
+    if "DataLoader worker" not in text and "/torch_" not in text:
+        return None
+    if "File too large" in text:
+        cause = ("a file-size limit (ulimit -f) is lower than one batch of decoded images, which they pass on as "
+                 "files in /dev/shm")
+    elif any(sign in text for sign in ("No space left", "out of shared memory", "Bus error")):
+        cause = "shared memory (/dev/shm) is full; in a Docker container, --shm-size raises it"
+    else:
+        return None
+    return (f"the image-decoding processes could not hand their images over: {cause}. Nothing was "
+            "half-written. Raise the limit, or decode in the main process with --workers 0, then run the same "
+            "command again to carry on")
 
 
 SCRIPTS = {"train.py", "infer.py", "prepare.py"}

@@ -3,6 +3,8 @@
 import contextlib
 import errno
 import os
+import re
+import shutil
 import signal
 import stat
 import tempfile
@@ -37,23 +39,44 @@ def atomic_write(path, mode="w", encoding="utf-8", newline=None):
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
         raise no_room_error(path, error) or error
+    writes = None
     try:
         # mkstemp makes private (0600) files; give the new file the old one's permissions, or the
         # ones any new file would get, so that sidecars stay readable by galleries and other users
         os.chmod(temporary, stat.S_IMODE(path.stat().st_mode) if path.exists() else NEW_FILE_MODE)
         text_options = {} if "b" in mode else {"encoding": encoding, "newline": newline}
         with os.fdopen(handle, mode, **text_options) as file:
-            yield file
+            writes = _WriteErrorsKept(file)
+            yield writes
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-        lack_of_room = no_room_error(path, error) if isinstance(error, OSError) else None
+        # torch.save reports a failed write as its own RuntimeError; the OSError behind it says why
+        cause = error if isinstance(error, OSError) else writes and writes.error
+        lack_of_room = no_room_error(path, cause) if cause else None
         if lack_of_room:
             raise lack_of_room from None
         raise
+
+
+class _WriteErrorsKept:
+    """A file whose failed writes are remembered, for writers that replace the OSError with their own."""
+
+    def __init__(self, file):
+        self._file, self.error = file, None
+
+    def write(self, data):
+        try:
+            return self._file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
 
 
 # Write failures that are no fault of the program: each stops a run with one line naming the file.
@@ -67,6 +90,115 @@ def no_room_error(path, error):
         return None
     return UserError(f"could not write {path}: {NO_ROOM[error.errno]}. Nothing was half-written: {path} is as it "
                      "was before. Make room, then run the same command again to carry on")
+
+
+# The temporary a write killed mid-way leaves behind: ".TARGET.XXXXXXXX.tmp" (mkstemp's 8 random characters).
+LEFTOVER_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_leftover_temporaries(paths):
+    """Delete the temporaries that writes to `paths`, cut short by kill -9 or a power cut, left
+    beside them (a Ctrl-C or an error removes its own), and say how many there were. Call it only
+    while holding the run lock (run_lock), when no other run can be writing them."""
+    names_in = {}
+    for path in map(Path, paths):
+        names_in.setdefault(path.absolute().parent, set()).add(path.name)
+    removed = 0
+    for folder, names in names_in.items():
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as entries:
+            for entry in entries:
+                leftover = LEFTOVER_TEMPORARY.match(entry.name)
+                if leftover and leftover["target"] in names and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed += 1
+    if removed:
+        print(f"removed {removed} unfinished temporary file(s) left by an interrupted run")
+    return removed
+
+
+@contextlib.contextmanager
+def run_lock(lock_path, what, advice, make_folder=False):
+    """Hold `lock_path` for the block, so that a second run writing the same files stops at once with
+    one line (another run is `what`; `advice` says what to do) instead of racing this one.
+
+    The lock is the operating system's (flock): it ends with the process however it ends, kill -9
+    included, so a crashed run never blocks the next one. The lock file holds the owner's process
+    id, for the message, and is removed at the end, with the folders make_folder made for it if
+    they are still empty. Where locks do not work (Windows, some network file systems) or the file
+    cannot be made (a read-only folder), the block runs unlocked."""
+    lock_path = Path(lock_path).absolute()
+    made = [folder for folder in lock_path.parents if not folder.exists()][::-1] if make_folder else []
+    if made:
+        with contextlib.suppress(OSError):
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = _lock(lock_path, what, advice)
+    try:
+        yield
+    finally:
+        if handle is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock_path)  # while still locked, so that no run can lock the file being removed
+            os.close(handle)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty: the run wrote nothing there
+
+
+TAG_FOLDER_LOCK = ".multitag-trainer.lock"
+
+
+def tag_folder_lock(folder):
+    """One run at a time writes tag files in a folder (see run_lock); the lock file lies in it."""
+    return run_lock(Path(folder) / TAG_FOLDER_LOCK, f"writing tag files in {folder}",
+                    "wait for it to end (or stop it), then run this command again to do what is left")
+
+
+def _lock(lock_path, what, advice):
+    """The open, locked lock file's descriptor, or None where locking is not possible."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return None
+    while True:
+        try:
+            handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, NEW_FILE_MODE)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(handle, 100).decode("ascii", "replace").strip()
+            os.close(handle)
+            raise UserError(f"another run{f' (process {owner})' if owner else ''} is {what}: {advice}") from None
+        except OSError:
+            os.close(handle)
+            return None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(lock_path).st_ino == os.fstat(handle).st_ino:
+                with contextlib.suppress(OSError):  # the process id only makes the message clearer
+                    os.ftruncate(handle, 0)
+                    os.write(handle, f"{os.getpid()}\n".encode())
+                return handle
+        os.close(handle)  # the run before removed the file between our open and our lock: open it anew
+
+
+def keep_a_copy(path, copy_path):
+    """Make copy_path hold path's bytes (a hard link where the file system has them: instant and
+    no extra space), while path stays in place until something atomically replaces it."""
+    if copy_path.exists() and os.path.samefile(path, copy_path):  # kept by a run killed before replacing path
+        return
+    # named like atomic_write's temporaries, so that remove_leftover_temporaries clears one a kill left
+    temporary = copy_path.with_name(f".{copy_path.name}.{os.getpid():08}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    try:
+        os.link(path, temporary)
+    except OSError:  # no hard links here (FAT, some network drives): copy
+        with open(path, "rb") as source, atomic_write(copy_path, "wb") as copy:
+            shutil.copyfileobj(source, copy)
+        return
+    os.replace(temporary, copy_path)
 
 
 @contextlib.contextmanager

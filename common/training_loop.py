@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from common.audit import default_suspects_path, read_suspects, suspect_rows
 from common.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, save_training_state, write_tag_list
 from common.dataset import UnreadableImages, no_readable_images
-from common.distributed import Processes, copy_weights_from_main, gather_objects, learning_rate_for
+from common.distributed import Processes, copy_weights_from_main, from_main, gather_objects, learning_rate_for
 from common.epoch import full_batches, predict, train_one_epoch
 from common.errors import UserError
 from common.feature_cache import cache_features
@@ -200,6 +200,9 @@ def fit(run):
     """The epoch loop, with early stopping; Ctrl-C saves the state for --resume and exits."""
     try:
         for epoch in range(run.epochs_done + 1, run.args.epochs + 1):
+            if patience_ran_out(run):  # checked here, so that a run resumed after it stopped early stops too
+                print(f"stopping early: validation mAP has not improved for {run.args.patience} epochs")
+                break
             started = time.time()
             row = run_epoch(run, epoch)
             row["seconds"] = time.time() - started
@@ -213,12 +216,9 @@ def fit(run):
             print(format_epoch_line(row, run.args.epochs))
             if run.processes.is_main:
                 write_rows(run.paths["metrics.csv"], run.history, list(row))
-            if epoch == run.args.epochs or time.monotonic() - run.state_saved_at >= STATE_SAVE_INTERVAL:
+            if (epoch == run.args.epochs or patience_ran_out(run)
+                    or time.monotonic() - run.state_saved_at >= STATE_SAVE_INTERVAL):
                 run.save_state()
-            since_best = epoch - run.best["epoch"]
-            if run.args.patience and since_best >= run.args.patience:
-                print(f"stopping early: validation mAP has not improved for {since_best} epochs")
-                break
     except KeyboardInterrupt:
         with further_interrupts_ignored():  # torchrun passes Ctrl-C on a second time: finish saving
             run.save_state()
@@ -233,14 +233,38 @@ def fit(run):
     announce_unreadable(run)
 
 
+def patience_ran_out(run):
+    return bool(run.args.patience and run.best and run.epochs_done - run.best["epoch"] >= run.args.patience)
+
+
 def finish(run):
     """Calibrate per-tag thresholds on the validation set, fold them into the model, and write
     the reports. Returns the final metrics. Under torchrun every process predicts its share of the
     validation images and computes the same thresholds; the main process writes the files."""
     writes = run.processes.is_main
-    if writes:  # the one that saved the best epoch
-        run.model.load_state_dict(load_checkpoint(run.paths["model"])["state_dict"])
+    saved = load_checkpoint(run.paths["model"]) if writes else None  # the main process saved the best epoch
+    if writes:
+        run.model.load_state_dict(saved["state_dict"])
     copy_weights_from_main(run.model)
+    # A run killed after its final save but before clearing up is resumed to here with its calibrated
+    # model saved: calibrating that again would shift its thresholds twice, so only the clearing up is left
+    calibrated = from_main(writes and "calibration" in saved and saved["epoch"] == run.best["epoch"])
+    metrics = from_main(saved["metrics"] if writes else None) if calibrated else calibrate(run, writes)
+    if writes:
+        if "mAP" not in metrics:
+            write_run_report(run)
+        plot_training_curves(run.history, run.paths["curves.png"])
+        run.paths["last.pth"].unlink(missing_ok=True)  # the run is complete: nothing left to resume
+    summary = ", ".join(f"{name} {metrics[name]:.3f}" for name in ("mAP", "micro_f1", "macro_f1") if name in metrics)
+    print(f"saved the model from epoch {metrics['epoch']} ({summary or 'no validation set'}) to {run.paths['model']}")
+    print(f"saved the tag list ({len(run.vocabulary)} tags) to {run.paths['tags']}; the report "
+          f"{run.paths['report.html'].name}, curves, tables and the split are beside the model")
+    return metrics
+
+
+def calibrate(run, writes):
+    """Per-tag thresholds from the validation set, folded into the model, which is saved with the
+    report files; returns the final metrics."""
     metrics = dict(run.best)
     if run.validation_loader is not None and "mAP" in metrics:
         _, targets, probabilities, positions = predict(run.trainable, run.validation_loader, run.device,
@@ -262,15 +286,6 @@ def finish(run):
             calibration = {"thresholds": thresholds.tolist(), "folded_into_head": True}
             save_checkpoint(run.checkpoint(metrics, [0.5] * len(run.vocabulary), calibration=calibration),
                             run.paths["model"])
-    if writes:
-        if "mAP" not in metrics:
-            write_run_report(run)
-        plot_training_curves(run.history, run.paths["curves.png"])
-        run.paths["last.pth"].unlink(missing_ok=True)  # the run is complete: nothing left to resume
-    summary = ", ".join(f"{name} {metrics[name]:.3f}" for name in ("mAP", "micro_f1", "macro_f1") if name in metrics)
-    print(f"saved the model from epoch {metrics['epoch']} ({summary or 'no validation set'}) to {run.paths['model']}")
-    print(f"saved the tag list ({len(run.vocabulary)} tags) to {run.paths['tags']}; the report "
-          f"{run.paths['report.html'].name}, curves, tables and the split are beside the model")
     return metrics
 
 

@@ -1,10 +1,16 @@
 """Files: an interrupted write leaves the old file, no temporary, and ordinary permissions; an output
-folder is proven writable before any work."""
+folder is proven writable before any work; what a killed run left is cleared by the next; one run
+at a time holds a lock, which a killed run does not keep."""
+
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
 from common.errors import UserError
-from common.files import atomic_write, check_writable_folder
+from common.files import atomic_write, check_writable_folder, keep_a_copy, remove_leftover_temporaries, run_lock
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -72,3 +78,94 @@ def test_a_write_past_the_file_size_limit_stops_the_script_with_one_line_and_kee
         f"half-written: {sidecar} is as it was before. Make room, then run the same command again to carry on"]
     assert sidecar.read_bytes() == before and sorted(path.name for path in tmp_path.iterdir()) == ["a.png",
                                                                                                    "a.png.txt"]
+
+
+def test_the_temporaries_a_killed_write_left_are_removed_for_the_named_files_only(tmp_path, capsys):
+    with pytest.raises(KeyboardInterrupt):  # an atomic write's temporary, as kill -9 would leave it
+        with atomic_write(tmp_path / "a.png.txt") as file:
+            file.write("cut off")
+            leftover = next(tmp_path.glob(".a.png.txt.*.tmp"))
+            os.link(leftover, tmp_path / "kept-by-the-test")
+            raise KeyboardInterrupt
+    os.replace(tmp_path / "kept-by-the-test", leftover)
+    others = [tmp_path / ".b.png.txt.abcd1234.tmp", tmp_path / "a.png.txt.abcd1234.tmp", tmp_path / ".a.png.txt.tmp"]
+    for path in others:  # another file's temporary, and names that are not temporaries of ours
+        path.write_text("not ours to remove")
+    assert remove_leftover_temporaries([tmp_path / "a.png.txt", tmp_path / "missing" / "x.txt"]) == 1
+    assert not leftover.exists() and all(path.read_text() == "not ours to remove" for path in others)
+    assert "removed 1 unfinished temporary file(s) left by an interrupted run" in capsys.readouterr().out
+
+
+def test_a_copy_is_kept_while_the_original_stays_whole_in_place(tmp_path):
+    model, copy = tmp_path / "m.pth", tmp_path / "m.previous.pth"
+    model.write_bytes(b"the user's model")
+    copy.write_bytes(b"an older copy")
+    for _ in range(2):  # the second time as the run after one killed before replacing the model would
+        keep_a_copy(model, copy)
+        assert model.read_bytes() == copy.read_bytes() == b"the user's model"
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["m.previous.pth", "m.pth"]
+
+
+HOLD_THE_LOCK = """
+import sys, time
+from common.files import run_lock
+with run_lock(sys.argv[1], "tagging the folder", "wait for it"):
+    print("holding", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_run_is_refused_in_one_line_and_a_killed_run_leaves_no_lock_behind(tmp_path):
+    from conftest import CHILD_ENVIRONMENT, REPOSITORY
+
+    lock = tmp_path / ".run.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(lock)], cwd=REPOSITORY, text=True,
+                              env=CHILD_ENVIRONMENT, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        with pytest.raises(UserError) as refused:
+            with run_lock(lock, "tagging the folder", "wait for it"):
+                pass
+        assert str(refused.value) == f"another run (process {holder.pid}) is tagging the folder: wait for it"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        assert lock.exists()  # a killed run cannot remove its file, but its lock ended with it
+        with run_lock(lock, "tagging the folder", "wait for it"):
+            assert lock.read_text() == f"{os.getpid()}\n"
+        assert not lock.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_beside_a_model_makes_its_folder_and_removes_it_again_if_nothing_was_written(tmp_path):
+    lock = tmp_path / "models" / "new" / ".m.pth.lock"
+    with run_lock(lock, "training m.pth", "wait", make_folder=True):
+        assert lock.exists()
+    assert list(tmp_path.iterdir()) == []
+    with run_lock(lock, "training m.pth", "wait", make_folder=True):
+        (lock.parent / "m.pth").write_bytes(b"a model")
+    assert [path.name for path in lock.parent.iterdir()] == ["m.pth"]
+    with run_lock(tmp_path / "not made" / ".lock", "tagging", "wait"):  # no folder, not asked to make one: no lock
+        assert list(tmp_path.iterdir()) == [tmp_path / "models"]
+
+
+def test_torch_save_past_the_file_size_limit_is_one_line_and_keeps_the_old_model(tmp_path):
+    """torch.save turns the failed write into a RuntimeError of its own; the message still says why."""
+    import resource
+
+    from conftest import CHILD_ENVIRONMENT, REPOSITORY
+
+    model = tmp_path / "m.pth"
+    model.write_bytes(b"the previous model")
+    code = ("import sys, torch\nfrom common.checkpoint import save_checkpoint\nfrom common.errors import UserError\n"
+            "try:\n    save_checkpoint({'weights': torch.zeros(100_000)}, sys.argv[1])\n"
+            "except UserError as error:\n    print(error)")
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    result = subprocess.run([sys.executable, "-c", code, str(model)], cwd=REPOSITORY, env=CHILD_ENVIRONMENT,
+                            capture_output=True, text=True, preexec_fn=limit_file_size, timeout=60)
+    assert result.stdout.startswith(f"could not write {model}: the file would pass the file-size limit (ulimit -f)")
+    assert model.read_bytes() == b"the previous model" and [path.name for path in tmp_path.iterdir()] == ["m.pth"]

@@ -29,6 +29,7 @@ from test_pages import page_data
 
 from common.checkpoint import load_checkpoint, save_checkpoint
 from common.device import pick_device
+from common.files import TAG_FOLDER_LOCK, tag_folder_lock
 from common.images import open_image
 from common.inference import Tagger
 from common.tagfiles import parse_tags, read_tag_file
@@ -488,6 +489,63 @@ def test_an_interrupted_run_finished_by_a_second_run_leaves_complete_sidecars_an
     _, probabilities = read_csv(tmp_path / "all.csv")
     assert sorted(probabilities) == names
     assert sorted(json.loads(line)["file"] for line in (tmp_path / "all.jsonl").read_text().splitlines()) == names
+
+
+def test_a_second_run_on_a_folder_being_tagged_is_refused_in_one_line_and_writes_nothing(trained, tmp_path):
+    root, _ = trained
+    folder = fresh_copy_of_images(root, tmp_path)
+    flags = ["--input", folder, "--model", root / "models" / "m.pth", *CPU]
+    with tag_folder_lock(folder):  # what another infer.py (or prepare.py) run holds while it writes
+        refused = run_main("infer.py", *flags, "--csv", tmp_path / "all.csv", cwd=tmp_path, check=False)
+        evaluated = run_main("infer.py", *flags, "--evaluate", cwd=tmp_path, check=False)  # writes nothing: no lock
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        f"error: another run (process {os.getpid()}) is writing tag files in {folder}: wait for it to end (or stop "
+        "it), then run this command again to do what is left"]
+    assert not list(folder.glob("*.txt")) and not (tmp_path / "all.csv").exists()
+    assert "needs images with sidecars" in evaluated.stderr  # it got as far as looking for them
+    run_main("infer.py", *flags, cwd=tmp_path)
+    assert len(list(folder.glob("*.txt"))) == 6 and not (folder / TAG_FOLDER_LOCK).exists()
+
+
+def test_temporaries_left_by_a_killed_run_are_cleared_by_the_next(trained, tmp_path):
+    """kill -9 cannot remove the temporary a write was filling; the next run on the folder does."""
+    root, _ = trained
+    folder = fresh_copy_of_images(root, tmp_path)
+    image = sorted(folder.glob("*.png"))[0]
+    killed = [folder / f".{image.name}.txt.k1ll3d_x.tmp", tmp_path / ".all.csv.a1b2c3d4.tmp"]
+    someone_elses = [folder / ".notes.txt.a1b2c3d4.tmp", tmp_path / ".other.csv.a1b2c3d4.tmp"]
+    for path in killed + someone_elses:
+        path.write_text("cut off mid-wr")
+    result = run_main("infer.py", "--input", folder, "--model", root / "models" / "m.pth", *CPU,
+                      "--csv", tmp_path / "all.csv", cwd=tmp_path)
+    assert "removed 2 unfinished temporary file(s) left by an interrupted run" in result.stdout
+    assert not any(path.exists() for path in killed) and all(path.exists() for path in someone_elses)
+    assert (tmp_path / "all.csv").exists() and len(list(folder.glob("*.txt"))) == 6
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_file_size_limit_below_a_batch_stops_the_image_decoding_processes_with_one_line(trained, tmp_path):
+    """The decoding processes pass each batch on as a file in /dev/shm, which `ulimit -f` also limits."""
+    import resource
+
+    root, _ = trained
+    folder = fresh_copy_of_images(root, tmp_path)
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    result = subprocess.run([sys.executable, str(REPOSITORY / "infer.py"), "--input", str(folder), "--model",
+                             str(root / "models" / "m.pth"), "--device", "cpu", "--workers", "1"], cwd=tmp_path,
+                            env=CHILD_ENVIRONMENT, capture_output=True, text=True, timeout=120,
+                            preexec_fn=limit_file_size)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: the image-decoding processes could not hand their images over: a file-size limit (ulimit -f) is "
+        "lower than one batch of decoded images, which they pass on as files in /dev/shm. Nothing was half-written. "
+        "Raise the limit, or decode in the main process with --workers 0, then run the same command again to carry "
+        "on"]
+    assert not list(folder.glob("*.txt")) and not list(folder.glob(".*"))
 
 
 def test_flags_a_checkpoint_does_not_use_are_named_as_ignored(trained, tmp_path):

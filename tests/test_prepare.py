@@ -4,6 +4,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import re
 
 import numpy as np
@@ -13,6 +14,7 @@ from conftest import FAST_TRAINING, run_main, run_script, save_image
 
 import prepare
 from common.errors import UserError
+from common.files import tag_folder_lock
 from common.folder_scan import scan_folder
 from common.tagfiles import parse_tags, read_tag_file
 
@@ -36,6 +38,18 @@ def test_tag_dry_run_changes_nothing(tmp_path):
     save_image(tmp_path / "a.jpg")
     assert prepare.add_tags(tmp_path, ["cat"], dry_run=True) == 1
     assert not (tmp_path / "a.jpg.txt").exists()
+
+
+def test_tag_waits_its_turn_while_another_run_writes_tag_files_in_the_folder(tmp_path):
+    save_image(tmp_path / "a.jpg")
+    with tag_folder_lock(tmp_path):  # as a running infer.py holds it
+        refused = run_main("prepare.py", "tag", tmp_path, "--add", "cat", cwd=tmp_path, check=False)
+        run_main("prepare.py", "tag", tmp_path, "--add", "cat", "--dry-run", cwd=tmp_path)  # changes nothing: fine
+    assert refused.returncode == 2 and refused.stderr.startswith(
+        f"error: another run (process {os.getpid()}) is writing tag files in {tmp_path}")
+    assert not (tmp_path / "a.jpg.txt").exists()
+    run_main("prepare.py", "tag", tmp_path, "--add", "cat", cwd=tmp_path)
+    assert (tmp_path / "a.jpg.txt").read_text() == "cat\n"
 
 
 def test_folders_turn_class_folders_into_sidecars(tmp_path):

@@ -19,10 +19,13 @@ from conftest import FAST_TRAINING, REPOSITORY, RunningScript, run_main, run_scr
 from torchvision import models
 
 import common.checkpoint
+import train as train_script
 from common.checkpoint import load_checkpoint, read_tag_list
+from common.distributed import Processes
 from common.errors import UserError
-from common.files import atomic_write
+from common.files import atomic_write, run_lock
 from common.folder_scan import scan_folder
+from common.training_loop import finish, fit
 
 EPOCH_LINE = re.compile(r"^epoch 1/2 \| train loss \d+\.\d{4} \| val loss \d+\.\d{4} \| mAP \d\.\d{3} \| "
                         r"micro-F1 \d\.\d{3} \| macro-F1 \d\.\d{3} \| TP \d+ FP \d+ FN \d+ TN \d+ \| \d+ s"
@@ -258,6 +261,47 @@ def test_an_existing_model_is_backed_up_when_not_asked_to_replace_it(shapes_data
     assert (tmp_path / "m.previous.pth").read_bytes() == b"a model the user cares about"
     assert "m.previous.pth" in result.stdout
     load_checkpoint(model)
+    model.write_bytes(b"the next model")  # the copy is made while the model stays whole in place, so that a
+    train_script.confirm_overwrite(model, False, Processes())  # run killed before its first save leaves it there
+    assert model.read_bytes() == (tmp_path / "m.previous.pth").read_bytes() == b"the next model"
+
+
+def test_a_second_run_writing_the_same_model_is_refused_in_one_line(shapes_dataset, tmp_path):
+    root, _ = shapes_dataset
+    model = tmp_path / "m.pth"
+    killed = [tmp_path / ".m.pth.abcd1234.tmp", tmp_path / ".m.last.pth.k1ll3d_x.tmp"]  # what kill -9 left
+    for path in killed:
+        path.write_bytes(b"cut off mid-wr")
+    with run_lock(tmp_path / ".m.pth.lock", "training", "wait"):  # as the first run holds it
+        refused = train(root / "train", model, cwd=tmp_path, check=False)
+        train(root / "train", tmp_path / "other.pth", cwd=tmp_path)  # another model in the same folder is fine
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        f"error: another run (process {os.getpid()}) is training {model}: wait for it to end (or stop it), or give "
+        "this run another --model"]
+    assert not model.exists() and not (tmp_path / "m.split.json").exists() and all(path.exists() for path in killed)
+    finished = train(root / "train", model, cwd=tmp_path)
+    assert "removed 2 unfinished temporary file(s) left by an interrupted run" in finished.stdout
+    assert not any(path.exists() for path in killed) and not (tmp_path / ".m.pth.lock").exists()
+
+
+def test_a_run_killed_between_its_final_save_and_its_clearing_up_is_finished_by_resume(shapes_dataset, tmp_path):
+    """The state saved when the last epoch (here: patience) ends is left as kill -9 after the final save
+    would leave it; --resume must clear up without training on or calibrating the calibrated model again."""
+    root, _ = shapes_dataset
+    model, state = tmp_path / "m.pth", tmp_path / "m.last.pth"
+    args = train_script.get_args_parser().parse_settings(
+        ["--data", str(root / "train"), "--model", str(model), *FAST_TRAINING, "--epochs", "5", "--lr", "1e-30",
+         "--freeze-backbone", "--patience", "1"], use_environment=False)
+    run = train_script.prepare_run(args)
+    fit(run)
+    assert run.epochs_done == 2 and state.exists()  # stopped early, its state saved for a kill in what follows
+    interrupted_state = state.read_bytes()
+    finish(run)
+    finished = model.read_bytes()
+    state.write_bytes(interrupted_state)
+    resumed = run_main("train.py", "--resume", "--model", model, cwd=tmp_path)
+    assert "stopping early" in resumed.stdout and "epoch 3/5" not in resumed.stdout
+    assert "calibrated" not in resumed.stdout and model.read_bytes() == finished and not state.exists()
 
 
 def test_ctrl_c_while_a_model_is_saved_lets_the_save_finish_then_stops(shapes_dataset, tmp_path, monkeypatch):
