@@ -15,11 +15,12 @@ train.py once without interruption for the reference results. Then, each in fres
                must be absent or complete, no file of the user's may change; then the same command
                again (no --overwrite) must finish, leaving exactly the reference folder, with no
                temporary or lock file.
-    train.py   started over a previous model and SIGKILLed at a uniform moment of the run, of its
-               work, or while it is writing a file (a temporary file has appeared), in turn. The
-               model must be the previous one or a complete new one, and load; NAME.last.pth, if
-               there, must load and --resume must finish the run (else the same command again);
-               the files of the training folder must not change.
+    train.py   started over a previous model and SIGKILLed, in turn, at a uniform moment of the run,
+               of its work, of what follows the last epoch (calibration, reports, the final save),
+               and while it writes a file (a temporary file has appeared). The model must be the
+               previous one or a complete new one, and load; NAME.last.pth, if there, must load
+               and --resume must finish the run (else the same command again); the files of the
+               training folder must not change.
     together   two infer.py on one folder at once, and two train.py writing one --model: a
                second run must be refused in one line, or have found nothing left to do; no
                sidecar torn or written twice.
@@ -271,11 +272,13 @@ def train_trials(work, source, trials, rng, counts, epochs=4):
     timing = work / "timing"
     fresh_copy(previous.parent, timing)
     running = Started(train_command(data, timing / "tagger.pth", epochs))
-    running.wait()
-    lifetime, work_starts = time.monotonic() - running.started, running.seconds_to("device:")
+    writes = writes_seen(running, timing)
+    lifetime = time.monotonic() - running.started
+    work_starts, last_epoch = running.seconds_to("device:"), running.seconds_to(f"epoch {epochs}/{epochs}")
     print(f"train.py: an uninterrupted {epochs}-epoch run takes {lifetime:.1f} s, its work from {work_starts:.1f} s "
-          f"on; {trials} kills, a third at uniform moments in the run, a third in its work, a third while it "
-          "writes a file")
+          f"on, its last epoch ends at {last_epoch:.1f} s, and {writes} writes were seen; {trials} kills, in turn "
+          "at a uniform moment of the run, of its work, after the last epoch (calibrating and saving), and while "
+          "it writes a file")
     folder = work / "train-trial"
     model = folder / "tagger.pth"
     for number in range(trials):
@@ -284,23 +287,18 @@ def train_trials(work, source, trials, rng, counts, epochs=4):
         shutil.copy(previous, model)  # the user's previous model, which the run replaces
         command = train_command(data, model, epochs)
         running = Started(command)
-        mid_write = number % 3 == 2
-        if mid_write:  # kill at the n-th moment a temporary file is seen beside the model
-            seen, wanted = 0, rng.randint(1, 6)
-            was_writing = False
-            while running.process.poll() is None and seen < wanted:
-                writing = any(LEFTOVER_TEMPORARY.match(name) for name in os.listdir(folder))
-                seen += writing and not was_writing
-                was_writing = writing
-                time.sleep(0.002)
+        if number % 4 == 3:  # while the n-th write is under way, n drawn from the writes of a whole run
+            writes_seen(running, folder, stop_at=rng.randint(1, writes))
+        elif number % 4 == 2:
+            time.sleep(rng.uniform(last_epoch, lifetime))
         else:
-            time.sleep(kill_moment(number % 3, lifetime, work_starts, rng))
+            time.sleep(kill_moment(number % 4, lifetime, work_starts, rng))
         writing = any(LEFTOVER_TEMPORARY.match(name) for name in os.listdir(folder))
         running.kill()
         phase = ("writing a file" if writing else
                  "starting" if not running.printed("device:") else
                  "loading the data" if not running.printed("model:") else
-                 "training" if not running.printed("calibrated") else
+                 "training" if not running.printed(f"epoch {epochs}/{epochs}") else
                  "calibrating and saving" if not running.printed("saved the model") else "finished")
         counts[f"train kills while {phase}"] += 1
         check_train_outputs(folder, model, previous_bytes, counts, number)
@@ -322,6 +320,18 @@ def train_trials(work, source, trials, rng, counts, epochs=4):
             print(f"  trial {number}: the run did not finish\n{out[-2000:]}\n{err[-2000:]}")
         counts["user files changed"] += snapshot(data) != data_before
     print(f"  done: {trials} train.py kills")
+
+
+def writes_seen(running, folder, stop_at=None):
+    """Watch `folder` until the run ends, or until the stop_at-th write (a temporary file appearing) is
+    under way; return how many were seen."""
+    seen, was_writing = 0, False
+    while running.process.poll() is None and seen != stop_at:
+        writing = any(LEFTOVER_TEMPORARY.match(name) for name in os.listdir(folder))
+        seen += writing and not was_writing
+        was_writing = writing
+        time.sleep(0.001)
+    return seen
 
 
 def check_train_outputs(folder, model, previous_bytes, counts, number):
