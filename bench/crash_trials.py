@@ -204,7 +204,7 @@ def infer_trials(work, source, model, trials, rng, counts):
                  "after tagging" if running.printed("tagged") else "tagging")
         counts[f"infer kills while {phase}"] += 1
         after_kill = snapshot(trial)
-        counts["infer kills with temporaries left"] += bool(leftovers(after_kill))
+        counts["infer kills leaving a temporary or the lock file"] += bool(leftovers(after_kill))
         for name, data in after_kill.items():
             if name in leftovers(after_kill):
                 continue
