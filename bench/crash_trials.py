@@ -35,7 +35,6 @@ moments are drawn from the uninterrupted runs' timings.
 import argparse
 import contextlib
 import csv
-import hashlib
 import io
 import json
 import os
@@ -251,10 +250,6 @@ def output_is_whole(path):
     except (UserError, OSError, ValueError, SyntaxError):
         return False
     return True
-
-
-def digest(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def train_previous(work, source):
