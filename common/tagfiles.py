@@ -49,9 +49,9 @@ def parse_tags(text):
 def decode_tag_bytes(raw):
     """Text from a tag file's bytes: UTF-8 (with or without BOM), UTF-16 with a BOM (as Windows
     Notepad saves 'Unicode'), else Windows-1252, else Latin-1, which accepts any byte."""
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return raw.decode("utf-16")
-    for encoding in ("utf-8-sig", "cp1252"):
+    # after a UTF-16 BOM, a file cut off mid-character is not UTF-16 after all: the others are tried
+    utf16 = ("utf-16",) if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else ()
+    for encoding in (*utf16, "utf-8-sig", "cp1252"):
         try:
             return raw.decode(encoding)
         except UnicodeDecodeError:
