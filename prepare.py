@@ -27,7 +27,7 @@ from common.dataset import describe_read_error
 from common.demo import write_demo_dataset
 from common.errors import UserError, exit_on_user_error
 from common.audit import RANKERS, apply_fixes, default_suspects_path, undo_fixes
-from common.files import atomic_write, check_output_file, tag_folder_lock
+from common.files import check_output_file, copy_atomically, tag_folder_lock
 from common.folder_scan import describe_pairing_problems, is_junk, read_tags_of, scan_folder, short_list
 from common.images import is_image_file, open_image
 from common.progress import progress
@@ -100,12 +100,6 @@ def free_destination(destination, name, content_hash, planned):
         if owner is None or owner == content_hash:
             return candidate
     raise UserError(f"could not find a free name for {name} in {destination}")
-
-
-def copy_atomically(source, target):
-    with atomic_write(target, "wb") as out, open(source, "rb") as file:
-        shutil.copyfileobj(file, out)
-    shutil.copystat(source, target)
 
 
 def convert_class_folders(source, destination, move=False, dry_run=False):

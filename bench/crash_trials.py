@@ -59,12 +59,14 @@ from common.checkpoint import load_checkpoint, load_training_state  # noqa: E402
 from common.demo import write_demo_dataset  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from common.files import LEFTOVER_TEMPORARY  # noqa: E402
+from common.settings import ENVIRONMENT_KEYS  # noqa: E402
 
 INFER_IMAGE_SIZE = 128  # big enough that tagging, not starting Python, takes most of an infer.py run
 TRAINING = ["--arch", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "16", "--device", "cpu"]
-ENVIRONMENT = {**{key: value for key, value in os.environ.items() if key not in ("TRAINING", "MODEL", "TAGS",
-                                                                                "INFERENCE_DIR", "MULTITAG_DEBUG")},
-               "PYTHONUNBUFFERED": "1"}  # each line as it is printed: the harness reads where a run was
+# Without the user's settings (an EPOCHS or DEVICE of theirs would change the runs), and each line
+# printed at once: the harness reads from the output where a run was when it was killed
+ENVIRONMENT = {**{key: value for key, value in os.environ.items()
+                  if key not in {*ENVIRONMENT_KEYS.values(), "MULTITAG_DEBUG"}}, "PYTHONUNBUFFERED": "1"}
 
 
 def script(name, *args):

@@ -195,10 +195,16 @@ def keep_a_copy(path, copy_path):
     try:
         os.link(path, temporary)
     except OSError:  # no hard links here (FAT, some network drives): copy
-        with open(path, "rb") as source, atomic_write(copy_path, "wb") as copy:
-            shutil.copyfileobj(source, copy)
+        copy_atomically(path, copy_path)
         return
     os.replace(temporary, copy_path)
+
+
+def copy_atomically(source, target):
+    """Copy a file's bytes and times to `target`, which is the old file or the whole copy, never half."""
+    with atomic_write(target, "wb") as out, open(source, "rb") as file:
+        shutil.copyfileobj(file, out)
+    shutil.copystat(source, target)
 
 
 @contextlib.contextmanager
