@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import onnxruntime  # a development requirement: a missing one is an error, not a skip
+import pytest
 import torch
 from conftest import run_main
 
@@ -13,6 +14,7 @@ from common.images import normalize_batch, open_image
 from common.inference import Tagger
 
 
+@pytest.mark.slow  # exporting and loading in onnxruntime take seconds: in the slow tier
 def test_onnx_export_gives_torchs_probabilities(trained, tmp_path):
     root, _ = trained
     checkpoint = load_checkpoint(root / "models" / "m.pth")

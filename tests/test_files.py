@@ -52,6 +52,7 @@ def test_an_atomic_write_makes_its_folder_when_it_has_something_to_put_in_it(tmp
     assert (tmp_path / "new" / "deeper" / "m.txt").read_text() == "x"
 
 
+@pytest.mark.slow  # starts a script under a limit or a signal: in the slow tier
 def test_a_write_past_the_file_size_limit_stops_the_script_with_one_line_and_keeps_the_old_file(tmp_path):
     """As on a full disk: a sidecar that would grow past `ulimit -f` is left as it was, no temporary
     file is left beside it, and prepare.py ends with one line naming the file and the cause."""
@@ -150,6 +151,7 @@ def test_a_lock_beside_a_model_makes_its_folder_and_removes_it_again_if_nothing_
         assert list(tmp_path.iterdir()) == [tmp_path / "models"]
 
 
+@pytest.mark.slow  # starts a script under a limit or a signal: in the slow tier
 def test_torch_save_past_the_file_size_limit_is_one_line_and_keeps_the_old_model(tmp_path):
     """torch.save turns the failed write into a RuntimeError of its own; the message still says why."""
     import resource

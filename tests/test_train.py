@@ -304,6 +304,7 @@ def test_a_run_killed_between_its_final_save_and_its_clearing_up_is_finished_by_
     assert "calibrated" not in resumed.stdout and model.read_bytes() == finished and not state.exists()
 
 
+@pytest.mark.slow  # starts a script under a limit or a signal: in the slow tier
 def test_ctrl_c_while_a_model_is_saved_lets_the_save_finish_then_stops(shapes_dataset, tmp_path, monkeypatch):
     """Ctrl-C arrives, on purpose, in the middle of writing the first epoch's model."""
     root, _ = shapes_dataset
