@@ -1,6 +1,7 @@
 """Get a folder of images ready for train.py.
 
     python prepare.py check training/                     # counts, tag frequencies and problems
+    python prepare.py duplicates training/                # near-duplicate pictures, and their tags side by side
     python prepare.py tag new_photos/ --add "cat, indoor"   # add tags to every image's sidecar
     python prepare.py folders by_class/ training/          # class folders -> one folder with sidecars
     python prepare.py audit training/                     # find the tags most likely wrong or missing
@@ -13,30 +14,31 @@ tags a person marked, after writing an undo file.
 """
 
 import contextlib
-import hashlib
 import os
 import shutil
 import sys
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import common  # noqa: F401  (first: a quiet Ctrl-C even while torch loads)
 import numpy as np
 
-from common.dataset import describe_read_error
 from common.demo import write_demo_dataset
 from common.errors import UserError, exit_on_user_error
 from common.audit import RANKERS, apply_fixes, default_suspects_path, undo_fixes
 from common.files import check_output_file, copy_atomically, tag_folder_lock
 from common.folder_scan import describe_pairing_problems, is_junk, read_tags_of, scan_folder, short_list
-from common.images import is_image_file, open_image
-from common.progress import progress
+from common.duplicates import file_digest, find_duplicates, fingerprint_cache_path
+from common.groups import disagreeing_tags, write_group_file
+from common.images import is_image_file
+from common.pages import duplicates_data, write_page
 from common.settings import CommandParser, environment_setting, note_renamed_flags, whole_number
 from common.tagfiles import default_tag_file, find_tag_file, merge_into_tag_file, parse_tags, read_tag_file
 
 # ----------------------------------------------------------------------------- settings
 min_tag_count = 5  # `check` lists tags seen on fewer images than this: too few to learn well
-check_decode_size = 64  # pixels; `check` decodes JPEGs at reduced size, enough to prove them readable
+workers = min(4, os.cpu_count() or 1)  # processes decoding the pictures for `check` and `duplicates`
 audit_folds = 4  # `audit` trains this many models, each judging the images the others trained on
 audit_epochs = 5  # epochs per fold: short, since a fold only needs to tell likely tags from unlikely ones
 audit_rows = 1000  # suspects written to the CSV, most suspicious first
@@ -62,14 +64,6 @@ def add_tags(folder, tags, recursive=False, dry_run=False):
 
 
 # ----------------------------------------------------------------------------- folders
-def file_hash(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def collect_class_images(source):
     """{content hash: (source paths, tags)}: folder names become tags, nested folders give one
     tag each, and the same picture found under several folders gathers all of their tags."""
@@ -81,7 +75,7 @@ def collect_class_images(source):
             path = Path(directory, name)
             if is_junk(name) or not is_image_file(path):
                 continue
-            paths, tags = groups[file_hash(path)]
+            paths, tags = groups[file_digest(path)]
             paths.append(path)
             sidecar = find_tag_file(path)
             for tag in folder_tags + (read_tag_file(sidecar) if sidecar else []):
@@ -96,7 +90,7 @@ def free_destination(destination, name, content_hash, planned):
     stem, suffix = os.path.splitext(name)
     for attempt in range(100_000):
         candidate = destination / (name if attempt == 0 else f"{stem}_{attempt}{suffix}")
-        owner = planned.get(candidate) or (file_hash(candidate) if candidate.exists() else None)
+        owner = planned.get(candidate) or (file_digest(candidate) if candidate.exists() else None)
         if owner is None or owner == content_hash:
             return candidate
     raise UserError(f"could not find a free name for {name} in {destination}")
@@ -150,27 +144,78 @@ def convert_class_folders(source, destination, move=False, dry_run=False):
     return len(groups)
 
 
-# ----------------------------------------------------------------------------- check
-def find_unreadable(images):
-    unreadable = {}
-    for image in progress(images, "decoding", unit="image"):
-        try:
-            open_image(image, min_size=check_decode_size)
-        except Exception as error:
-            unreadable[image] = describe_read_error(error)
-    return unreadable
-
-
-def check_folder(folder, recursive=False, min_count=min_tag_count):
-    """Print what train.py will see in `folder` and everything that needs attention."""
+# ----------------------------------------------------------------------------- duplicates
+def scan_images(folder, recursive):
     scan = scan_folder(folder, recursive=recursive)
     if not scan.images:
         raise UserError(f"found no images in {folder} (looked for .jpg .jpeg .png .webp .bmp .gif"
                         f"{'' if recursive else '; add --recursive to look in subfolders'})")
+    return scan
+
+
+def default_duplicates_path(folder):
+    """DIR.duplicates.csv beside the folder (never inside it, where it would look like a tag file)."""
+    folder = Path(folder).resolve()
+    return folder.with_name(f"{folder.name}.duplicates.csv")
+
+
+def groups_with_tags(scan, found):
+    """[(image names, their tags or None, tags that differ, identical files?)] for the groups of
+    `found`, those whose tags differ first, then the largest."""
+    tags_of = read_tags_of(scan)
+    described = []
+    for number, rows in enumerate(found.groups):
+        images = [scan.images[row] for row in rows]
+        tags = [tags_of.get(image) for image in images]
+        names = [image.relative_to(scan.folder).as_posix() for image in images]
+        described.append((names, tags, disagreeing_tags(tags), number in found.identical))
+    return sorted(described, key=lambda group: (not group[2], -len(group[0])))
+
+
+def find_folder_duplicates(args):
+    """prepare.py duplicates: write DIR.duplicates.csv (group,image) and its page; change nothing else."""
+    folder = args.folder or environment_setting("TRAINING", args.env_file)
+    if not folder:
+        raise UserError("no folder to look in: pass it (prepare.py duplicates DIR) or set TRAINING in .env")
+    output = Path(args.output) if args.output else default_duplicates_path(folder)
+    check_output_file(output, "--output")
+    if args.index_cache:
+        check_output_file(args.index_cache, "--index-cache file")
+    scan = scan_images(folder, args.recursive)
+    started = time.perf_counter()
+    found = find_duplicates(scan.images, args.workers, fingerprint_cache_path(args.index_cache), scan.folder)
+    seconds = time.perf_counter() - started
+    groups = groups_with_tags(scan, found)
+    write_group_file(output, [(str(number), names) for number, (names, *_) in enumerate(groups, 1)])
+    page = output.with_suffix(".html")
+    disagreeing = sum(bool(differ) for _, _, differ, _ in groups)
+    summary = (f"{len(groups)} groups of near-duplicates hold {found.image_count} of the {len(scan.images)} images of "
+               f"{scan.folder}; {disagreeing} of them disagree on tags (highlighted: one of the tag files is probably "
+               f"wrong). train.py keeps each group on one side of its split.")
+    size = write_page(page, duplicates_data(f"{scan.folder.name}: near-duplicates", groups, scan.folder, summary))
+    if found.unreadable:
+        print(f"skipped {len(found.unreadable)} unreadable image(s): {short_list(found.unreadable, scan.folder)}")
+    print(f"duplicates: {summary} ({seconds:.1f} s)")
+    for number, (names, _, differ, identical) in enumerate(groups[:5], 1):
+        what = "identical files" if identical else "near-duplicates"
+        print(f"  group {number}, {what}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
+              f"{'; tags differ: ' + ', '.join(differ[:6]) if differ else ''}")
+    print(f"wrote {output} (columns group,image) and {page} ({size / 1e6:.1f} MB). Edit the CSV if a group is wrong, "
+          f"then train with --groups {output} --group-duplicates off to use it as it is")
+    return groups
+
+
+# ----------------------------------------------------------------------------- check
+def check_folder(folder, recursive=False, min_count=min_tag_count, workers=0):
+    """Print what train.py will see in `folder` and everything that needs attention."""
+    scan = scan_images(folder, recursive)
     tags_of = read_tags_of(scan)
     frequency = Counter(tag for tags in tags_of.values() for tag in tags)
     empty = [image for image, tags in tags_of.items() if not tags]
-    unreadable = find_unreadable(scan.images)
+    found = find_duplicates(scan.images, workers, folder=scan.folder)  # decodes every image: the unreadable ones too
+    unreadable = found.unreadable
+    groups = groups_with_tags(scan, found)
+    disagreeing = sum(bool(differ) for _, _, differ, _ in groups)
     print(f"check: {scan.folder}")
     print(f"  images: {len(scan.images)} ({len(tags_of)} with a tag file, {len(empty)} of them empty)")
     print(f"  tags: {len(frequency)} distinct, {sum(frequency.values()) / max(len(tags_of), 1):.1f} per "
@@ -185,13 +230,18 @@ def check_folder(folder, recursive=False, min_count=min_tag_count):
         print(f"  {len(rare)} tag(s) on fewer than {min_count} images, hard to learn: {', '.join(rare)}")
     for line in describe_pairing_problems(scan):
         print(f"  {line}")
+    if groups:
+        print(f"  near-duplicates: {len(groups)} groups hold {found.image_count} images (train.py keeps each group on "
+              f"one side of its split); {disagreeing} group(s) disagree on tags: `python prepare.py duplicates "
+              f"{folder}` shows them side by side")
     for image, reason in unreadable.items():
         print(f"  unreadable: {image}: {reason}. Re-save or remove it.")
     if not unreadable and not describe_pairing_problems(scan):
         print("  no problems found")
     return {"images": len(scan.images), "tagged": len(tags_of), "tags": dict(frequency),
             "untagged": scan.untagged_images, "orphans": scan.orphan_tag_files, "unreadable": unreadable,
-            "rare": [tag for tag, count in frequency.items() if count < min_count]}
+            "rare": [tag for tag, count in frequency.items() if count < min_count],
+            "duplicate_groups": len(groups), "disagreeing_groups": disagreeing}
 
 
 # ----------------------------------------------------------------------------- audit, fix, undo
@@ -201,6 +251,7 @@ def audit_folder(args, training_flags):
     from common.audit import held_out_predictions, out_of_fold_probabilities, suspect_rows, write_suspects
     from common.distributed import start_processes
     from common.folder_scan import load_training_data
+    from common.groups import related_images
     from common.model import is_pretrained, small_input_layout
     from common.pages import suspects_data, write_page
     from common.precision import resolve_precision
@@ -231,9 +282,10 @@ def audit_folder(args, training_flags):
         layout = small_input_layout(train_args.small_input, train_args.arch, train_args.image_size,
                                     pretrained=is_pretrained(train_args.weights), fast_arithmetic=precision != "fp32")
         data = load_training_data(train_args, processes)
+        related = related_images(train_args, data[0], processes)  # a group shares a fold: no copy judges its twin
         work_folder = output.with_suffix(".folds")
         names, targets, probabilities, fold_of = out_of_fold_probabilities(
-            train_args, data, args.folds, work_folder, device, precision, layout, processes)
+            train_args, data, args.folds, work_folder, device, precision, layout, processes, related.group_of)
         tags = data[2]
         how = (f"{len(names)} images, each judged by the one of {args.folds} models ({train_args.arch}, "
                f"{train_args.epochs} epochs) that never saw it")
@@ -260,7 +312,7 @@ def audit_folder(args, training_flags):
 
 EXAMPLES = """examples:
   python prepare.py check photos/                       # what train.py will see, and every problem
-  python prepare.py folders by_class/ photos/           # class folders -> one folder with sidecars
+  python prepare.py duplicates photos/                  # near-duplicate pictures: photos.duplicates.csv and .html
   python prepare.py audit photos/ --arch resnet18       # rank the labels most likely wrong: photos.suspects.csv
   python prepare.py fix photos/                         # apply the rows marked in photos.suspects.csv
 """
@@ -290,7 +342,25 @@ def get_args_parser():
     check.add_argument("--min-tag-count", "--min-count", dest="min_tag_count", type=whole_number(1),
                        default=min_tag_count, help="name the tags on fewer images than this as hard to learn")
     check.add_argument("--recursive", action="store_true", help="include subfolders")
+    check.add_argument("--workers", type=whole_number(0), default=workers, help="processes decoding the images")
     check.add_argument("--env-file", default=".env", help="settings file read for TRAINING")
+
+    duplicates = commands.add_parser(
+        "duplicates", help="find near-duplicate pictures (resized, re-encoded, cropped, framed or brightened copies, "
+                           "identical files): DIR.duplicates.csv and a page of each group's pictures and tags",
+        description="Find the groups of near-duplicate pictures in a folder: copies resized, re-encoded, cropped by a "
+                    "few per cent, framed or brightened, and identical files. Writes DIR.duplicates.csv (columns "
+                    "group,image) and DIR.duplicates.html, which shows each group side by side with the tags that "
+                    "differ highlighted. Changes no tag file.")
+    duplicates.add_argument("folder", nargs="?", help="image folder (default: TRAINING from the environment or .env)")
+    duplicates.add_argument("--output", help="the CSV (default: DIR.duplicates.csv beside the folder); the page goes "
+                                             "beside it as .html")
+    duplicates.add_argument("--recursive", action="store_true", help="include subfolders")
+    duplicates.add_argument("--index-cache", default="",
+                            help="keep the pictures' fingerprints in FILE.fingerprints.npz (as train.py --index-cache "
+                                 "does): later runs decode only new or changed pictures")
+    duplicates.add_argument("--workers", type=whole_number(0), default=workers, help="processes decoding the images")
+    duplicates.add_argument("--env-file", default=".env", help="settings file read for TRAINING")
 
     audit = commands.add_parser(
         "audit", help="rank the image-tag pairs whose labels are most likely wrong (k-fold training); any "
@@ -363,7 +433,9 @@ def run_command(args, rest):
         folder = args.folder or environment_setting("TRAINING", args.env_file)
         if not folder:
             raise UserError("no folder to check: pass it (prepare.py check DIR) or set TRAINING in .env")
-        return check_folder(folder, recursive=args.recursive, min_count=args.min_tag_count)
+        return check_folder(folder, recursive=args.recursive, min_count=args.min_tag_count, workers=args.workers)
+    if args.command == "duplicates":
+        return find_folder_duplicates(args)
     write_demo_dataset(args.destination)
     print(f"demo: wrote {Path(args.destination) / 'train'} (images with tags) and "
           f"{Path(args.destination) / 'infer'} (images to tag)")

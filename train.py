@@ -21,10 +21,12 @@ import torch
 from common.checkpoint import load_checkpoint, load_training_state
 from common.demo import write_demo_dataset
 from common.device import DEVICE_CHOICES, describe_device
+from common.duplicates import fingerprint_cache_path
 from common.distributed import LR_SCALING_CHOICES, from_main, start_processes, stop_processes
 from common.errors import UserError, exit_on_user_error
 from common.files import keep_a_copy, remove_leftover_temporaries, run_lock
 from common.folder_scan import load_training_data
+from common.groups import GROUP_DUPLICATES_CHOICES, related_images
 from common.jpeg_decode import DECODE_CHOICES, resolve_decode
 from common.losses import LOSS_CHOICES
 from common.model import (DEFAULT_ARCH, SMALL_INPUT_CHOICES, WEIGHT_CHOICES, is_pretrained, small_input_layout)
@@ -62,6 +64,9 @@ cache_mb = 2048  # MB of memory for keeping decoded training images, so later ep
 index_cache = ""  # PATH: a file that remembers the tag files, so that large folders re-scan fast; "" for none
 lr_scaling = "sqrt"  # under torchrun: sqrt (x sqrt(processes), right for AdamW) | linear (x processes) | none
 sync_batchnorm = False  # under torchrun on GPUs: BatchNorm statistics over the global batch (slower; for tiny batches)
+group_duplicates = "on"  # on: near-duplicate images stay on one side of the split (found either way) | off
+group_by = ""  # REGEX: images whose names give the same first capture group stay together, e.g. '^(\d+)_p\d+'
+groups = ""  # PATH: a CSV with the columns group,image listing related images (prepare.py duplicates writes one)
 overwrite_countdown = 5  # seconds to wait, in a terminal, before replacing an existing model
 
 # `--demo` runs with these instead of .env, so that it works in a fresh clone.
@@ -108,6 +113,14 @@ def get_args_parser():
     add("--val-fraction", type=number(minimum=0, below=1), default=val_fraction,
         help="share held out for validation (.env: VAL_FRACTION)")
     add("--min-tag-count", type=whole_number(1), default=min_tag_count, help="drop tags on fewer images than this")
+    add("--group-duplicates", default=group_duplicates, choices=GROUP_DUPLICATES_CHOICES,
+        help="keep near-duplicate images (resized, re-encoded, cropped, framed or brightened copies) on one side of "
+             "the split; off still counts the validation images that have one in training (.env: GROUP_DUPLICATES)")
+    add("--group-by", default=group_by, metavar="REGEX",
+        help="keep images together whose paths give the same first capture group (or whole match), e.g. "
+             "'^(\\d+)_p\\d+' for the pages of one post (.env: GROUP_BY)")
+    add("--groups", default=groups, metavar="CSV",
+        help="keep the images of each group of this CSV (columns group,image) together (.env: GROUPS)")
     add("--patience", type=whole_number(0), default=patience,
         help="epochs without improvement before stopping; 0: never (.env: PATIENCE)")
     add("--resume", action="store_true",
@@ -200,7 +213,11 @@ def prepare_run(args, held=None):
     torch.manual_seed(args.seed)
     print(f"device: {describe_device(run_device)} | precision: {run_precision}")
     paths_of_images, targets, vocabulary = load_training_data(args, processes)
-    split, split_names = split_data(args, paths_of_images, targets, resume_state, paths["split.json"], processes)
+    # related images (near-duplicates, --group-by, --groups) stay on one side of the split; a resumed
+    # run keeps its split and the groups it recorded
+    related = related_images(args, paths_of_images, processes) if not resume_state and args.val_fraction else None
+    split, split_names = split_data(args, (paths_of_images, targets, vocabulary), resume_state, paths["split.json"],
+                                    processes, related)
     if not resume_state:
         confirm_overwrite(paths["model"], args.yes, processes)
     run = build_training_run(args, (paths_of_images, targets, vocabulary), split, split_names, layout, run_device,
@@ -217,7 +234,8 @@ def lock_outputs(paths, args, held):
     held.enter_context(run_lock(model.with_name(f".{model.name}.lock"), f"training {model}",
                                 "wait for it to end (or stop it), or give this run another --model", make_folder=True))
     remove_leftover_temporaries([*paths.values(), previous_model_path(model),
-                                 *([args.index_cache] if args.index_cache else [])])
+                                 *([args.index_cache, fingerprint_cache_path(args.index_cache)] if args.index_cache
+                                   else [])])
 
 
 def read_resume_state(args, processes):

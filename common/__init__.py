@@ -5,7 +5,9 @@ Each concept lives in exactly one module:
     settings      flags, environment variables and .env, in that order of precedence
     tagfiles      the sidecar tag-file format: naming, reading any encoding, writing and merging
     folder_scan   pairing a folder's images with tag files, the tag index, vocabulary and tag matrix
-    split         the stratified training / validation split
+    duplicates    near-duplicate pictures: fingerprints, their cache, pairs and groups
+    groups        related images that stay on one side of a split: near-duplicates, --group-by, --groups
+    split         the stratified training / validation split and the audit's folds, groups kept whole
     dataset       the PyTorch dataset and the batches that leave unreadable images out
     images        opening an image file as RGB, and the train / eval transforms
     image_cache   training images decoded once and kept in memory

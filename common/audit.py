@@ -27,7 +27,7 @@ import torch
 
 from common.errors import UserError
 from common.files import atomic_write, write_text_atomically
-from common.split import ITERATIVE_STRATIFICATION_LIMIT
+from common.split import assign_folds
 from common.tagfiles import decode_tag_bytes, default_tag_file, edit_tag_file, find_tag_file, parse_tags
 
 SUSPECT_COLUMNS = ("image", "tag", "kind", "given", "probability", "score", "accept")
@@ -36,28 +36,6 @@ ACCEPTED = {"yes", "y", "x", "1", "true", "accept", "accepted", "ok"}
 
 
 # ----------------------------------------------------------------------------- folds
-def assign_folds(targets, folds, seed):
-    """Each image's fold (0 .. folds-1), stratified so that every tag's images are shared out evenly
-    (iterative stratification, as for the validation split; a seeded shuffle for very large sets)."""
-    count = targets.shape[0]
-    if folds < 2 or count < folds:
-        raise UserError(f"--folds {folds} needs at least {max(folds, 2)} tagged images and 2 or more folds; "
-                        f"the folder has {count} tagged image(s)")
-    fold_of = np.empty(count, dtype=np.int64)
-    if count * targets.shape[1] > ITERATIVE_STRATIFICATION_LIMIT:
-        fold_of[np.random.default_rng(seed).permutation(count)] = np.arange(count) % folds
-        return fold_of
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
-    dense = targets.toarray() if scipy.sparse.issparse(targets) else np.asarray(targets)
-    if dense.shape[1] == 1:  # the stratifier wants two or more columns
-        dense = np.hstack([dense, 1 - dense])
-    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(count), dense)):
-        fold_of[held_out] = fold
-    return fold_of
-
-
 def fingerprint(*parts):
     """A short hash of what a fold's predictions depend on, so that a rerun reuses only matching ones."""
     digest = hashlib.sha256()
@@ -66,12 +44,15 @@ def fingerprint(*parts):
     return digest.hexdigest()[:16]
 
 
-def out_of_fold_probabilities(args, data, folds, work_folder, device, precision, small_input, processes):
+def out_of_fold_probabilities(args, data, folds, work_folder, device, precision, small_input, processes,
+                              group_of=None):
     """Train `folds` models with the run settings in `args`, each on every fold but one, for
     args.epochs epochs (no early stopping: the fold it predicts must not choose its epoch), and
     return (image names, targets, each image's probabilities from the model that did not see it (NaN
-    rows for unreadable images), each image's fold). Each finished fold is kept in `work_folder`,
-    so an interrupted audit resumes."""
+    rows for unreadable images), each image's fold). The images of a group (group_of: each image's
+    group, see common/groups.py) share a fold, so that no model judges a copy of a picture it
+    learned. Each finished fold is kept in `work_folder` (its rows and their probabilities), so an
+    interrupted audit resumes."""
     from common.dataset import ImageTagDataset
     from common.epoch import predict
     from common.image_cache import decode_into_memory
@@ -82,7 +63,7 @@ def out_of_fold_probabilities(args, data, folds, work_folder, device, precision,
     paths, targets, vocabulary = data
     root = Path(args.data)
     names = [path.relative_to(root).as_posix() for path in paths]
-    fold_of = assign_folds(targets, folds, args.seed)
+    fold_of = assign_folds(targets, folds, args.seed, group_of)
     recipe = {key: value for key, value in settings_of(args).items()
               if key not in ("device", "workers", "cache_mb", "index_cache", "env_file", "processes")}
     dense_targets = targets.toarray() if scipy.sparse.issparse(targets) else np.asarray(targets)
@@ -130,7 +111,7 @@ def out_of_fold_probabilities(args, data, folds, work_folder, device, precision,
         probabilities[held_out] = rows
         if processes.is_main:
             with atomic_write(saved, "wb") as file:
-                np.savez(file, key=np.array(key), probabilities=rows)
+                np.savez(file, key=np.array(key), rows=held_out, probabilities=rows)
     print(f"audit: {folds} folds trained and predicted in {time.perf_counter() - started:.0f} s")
     return names, dense_targets, probabilities, fold_of
 

@@ -152,6 +152,34 @@ function sheet() {
              el("div", {class: "controls"}, filter, el("label", {text: "sort "}, order), count), cards, more);
   draw();
 }
+function duplicates() {
+  const onlyDiffering = el("input", {type: "checkbox", id: "only-differing"});
+  const count = el("span", {id: "group-count", class: "muted"}), box = el("div", {id: "groups"});
+  function group(entry, number) {
+    const differ = new Set(entry.differ);
+    const kind = entry.identical ? "identical files" : "near-duplicates";
+    const heading = `group ${number}: ${entry.images.length + entry.more} ${kind}` + (entry.more ? ` (the first ${entry.images.length} shown)` : "") +
+      (differ.size ? " · tags differ: " + entry.differ.join(", ") : " · same tags");
+    return el("div", {class: "group" + (differ.size ? " disagrees" : ""), "data-group": String(number)},
+      el("h3", {text: heading}),
+      el("div", {class: "cards"}, ...entry.images.map((name, i) => el("div", {class: "card"},
+        picture(DATA.thumbs[name], name), el("div", {class: "name", text: name}),
+        el("div", {}, ...(entry.tags[i] == null ? [el("span", {class: "muted", text: "no tag file"})] :
+          entry.tags[i].length ? entry.tags[i].map(tag => el("span", {class: differ.has(tag) ? "tagp differ" : "tagp", text: tag})) :
+          [el("span", {class: "muted", text: "no tags"})]))))));
+  }
+  function draw() {
+    const shown = DATA.groups.map((entry, i) => [entry, i + 1]).filter(([entry]) => !onlyDiffering.checked || entry.differ.length);
+    box.replaceChildren(...shown.map(([entry, number]) => group(entry, number)));
+    count.textContent = `showing ${shown.length} of ${DATA.found} group(s)` + (DATA.found > DATA.groups.length ? " (the CSV lists every group)" : "");
+  }
+  onlyDiffering.addEventListener("change", draw);
+  app.append(el("div", {class: "controls"}, el("label", {}, onlyDiffering, " only groups whose tags differ"), count),
+             el("p", {class: "muted", text: "Highlighted tags are on some pictures of a group and not on others: one of those tag files is probably wrong."}),
+             box);
+  draw();
+}
 if (DATA.kind === "report") report();
 if (DATA.kind === "sheet") sheet();
+if (DATA.kind === "duplicates") duplicates();
 suspects();

@@ -1,5 +1,6 @@
 """The HTML pages a run leaves for people to look at: the training report (NAME.report.html), the
-label audit's suspects (DIR.suspects.html) and infer.py's contact sheet (--html PATH).
+label audit's suspects (DIR.suspects.html), the near-duplicates (DIR.duplicates.html) and infer.py's
+contact sheet (--html PATH).
 
 Each page is one self-contained file: its styles, script, data and thumbnails (small JPEGs, as data:
 URIs) are inside it, so it opens from disk, offline, mailed or archived, and loads nothing from
@@ -27,6 +28,10 @@ THUMBNAIL_QUALITY = 70
 WORST_PER_TAG = 4  # false positives and false negatives shown for each tag in the report
 PR_POINTS = 40  # points kept of each precision-recall curve: enough to draw it, small for hundreds of tags
 SUSPECTS_SHOWN = 300  # suspects on a page; the CSV holds more
+# A page of near-duplicates shows the groups whose tags differ first, up to these numbers; the CSV holds them all
+DUPLICATE_GROUPS_SHOWN = 500
+DUPLICATE_PICTURES_SHOWN = 3000  # in all, so that the page stays a few MB (a thumbnail is 3-6 KB)
+DUPLICATE_PICTURES_PER_GROUP = 24  # a group of hundreds (a burst, crops of one picture) shows its first ones
 
 
 # ----------------------------------------------------------------------------- thumbnails
@@ -162,6 +167,23 @@ def suspects_data(title, suspects, folder, suspects_file, summary=""):
             "suspects_file": suspects_file}
 
 
+def duplicates_data(title, groups, folder, summary=""):
+    """`prepare.py duplicates`' page: groups are (image names, their tags (None: no tag file), the
+    tags that differ between them, whether the files are identical), shown in that order."""
+    groups, shown, pictures = list(groups), [], 0
+    for images, tags, differ, identical in groups[:DUPLICATE_GROUPS_SHOWN]:
+        if pictures >= DUPLICATE_PICTURES_SHOWN:
+            break
+        kept = min(len(images), DUPLICATE_PICTURES_PER_GROUP, DUPLICATE_PICTURES_SHOWN - pictures)
+        shown.append({"images": images[:kept], "tags": tags[:kept], "more": len(images) - kept, "differ": differ,
+                      "identical": identical})
+        pictures += kept
+    names = [name for group in shown for name in group["images"]]
+    thumbs = thumbnails([Path(folder) / name for name in names])
+    return {"kind": "duplicates", "title": title, "summary": summary, "found": len(groups), "groups": shown,
+            "thumbs": {name: thumbs[str(Path(folder) / name)] for name in names}}
+
+
 def contact_sheet_data(title, entries, summary=""):
     """infer.py --html: entries are (name, path, {tag: probability} of the chosen tags, doubt), doubt
     being (tag, probability, distance from its threshold) of the most uncertain tag."""
@@ -182,10 +204,12 @@ def render_page(data):
     curves = data.pop("curves_svg", "")
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
     title = html.escape(data["title"])
+    warning = f'<p class="warning" id="warning">{html.escape(data["warning"])}</p>' if data.get("warning") else ""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<title>{title}</title><style>{STYLE}</style></head>\n<body>'
             f'<h1>{title}</h1><p class="summary">{html.escape(data.get("summary", ""))}</p>'
+            f'{warning}'
             f'{f"<section id=curves><h2>Training curves</h2>{curves}</section>" if curves else ""}'
             f'<div id="app"><noscript>The tables and pictures of this page need JavaScript.</noscript></div>'
             f'<script id="page-data" type="application/json">{payload}</script>'

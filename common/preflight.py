@@ -6,6 +6,7 @@ from pathlib import Path
 
 from common.errors import UserError
 from common.files import check_output_file
+from common.groups import check_group_settings
 from common.model import check_architecture
 
 # Settings a resumed run may change: they alter how the run is carried out, not what it computes.
@@ -26,6 +27,7 @@ def check_training_settings(args, paths):
     if args.index_cache:
         check_output_file(args.index_cache, "--index-cache file")
     check_architecture(args.arch, args.image_size, args.weights)
+    check_group_settings(args)
 
 
 def apply_resumed_settings(args, state, model_path):

@@ -48,6 +48,9 @@ ENVIRONMENT_KEYS = {
     "cache_mb": "CACHE_MB",
     "backbone_lr": "BACKBONE_LR",
     "decode": "DECODE",
+    "group_duplicates": "GROUP_DUPLICATES",
+    "group_by": "GROUP_BY",
+    "groups": "GROUPS",
 }
 
 # Keys that earlier versions read, and the ones that replaced them: a leftover one is named, not

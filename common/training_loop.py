@@ -28,6 +28,7 @@ from common.model import build_model, classifier_head_name, count_parameters, fo
 from common.optimizer import backbone_lr_factor, make_optimizer, make_scheduler
 from common.precision import make_grad_scaler
 from common.pages import SUSPECTS_SHOWN, report_data, write_page
+from common.split import LEAKED, optimistic_validation_warning
 from common.reports import REPORT_COLUMNS, format_tag_report, plot_precision_recall, plot_training_curves, write_rows
 
 # Seconds between two writes of the resumable state after an epoch (Ctrl-C writes it at once).
@@ -259,6 +260,8 @@ def finish(run):
     print(f"saved the model from epoch {metrics['epoch']} ({summary or 'no validation set'}) to {run.paths['model']}")
     print(f"saved the tag list ({len(run.vocabulary)} tags) to {run.paths['tags']}; the report "
           f"{run.paths['report.html'].name}, curves, tables and the split are beside the model")
+    if run.split_names.get(LEAKED):
+        print(optimistic_validation_warning(run.split_names[LEAKED], len(run.split_names["validation"])))
     return metrics
 
 
@@ -310,12 +313,16 @@ def write_run_report(run, validation=None):
             print(f"note: the report shows the quick look instead of the audit: {error}")
     best = run.best or {}
     scores = ", ".join(f"{name} {best[name]:.3f}" for name in ("mAP", "micro_f1", "macro_f1") if name in best)
+    groups = run.split_names.get("groups", [])
+    grouped = f"; {len(groups)} groups of related images ({sum(map(len, groups))} images) kept on one side"
     summary = (f"{run.args.arch} at {run.args.image_size} px, weights {run.args.weights}, {len(run.history)} epoch(s) "
                f"on {len(run.split_names['train'])} images of {run.args.data}; best epoch {best.get('epoch')}"
-               f"{' (' + scores + ' at a 0.5 threshold)' if scores else ''}; {len(names)} validation images; "
-               f"suspect labels: {doubted}; {datetime.datetime.now():%Y-%m-%d %H:%M}")
+               f"{' (' + scores + ' at a 0.5 threshold)' if scores else ''}; {len(names)} validation images"
+               f"{grouped if groups else ''}; suspect labels: {doubted}; {datetime.datetime.now():%Y-%m-%d %H:%M}")
     model = run.paths["model"]
     data = report_data(f"{model.name}: training report", run.history, rows, names, image_paths, targets,
                        probabilities, thresholds, run.vocabulary, suspects, run.args.data, audit.name, summary)
+    if run.split_names.get(LEAKED):
+        data["warning"] = optimistic_validation_warning(run.split_names[LEAKED], len(run.split_names["validation"]))
     size = write_page(run.paths["report.html"], data)
     print(f"wrote the run report {run.paths['report.html']} ({size / 1e6:.1f} MB): open it in a browser")

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageEnhance
 
 from common.demo import write_demo_dataset
 from common.settings import ENVIRONMENT_KEYS
@@ -281,3 +281,27 @@ def hostile_training_folder(tmp_path):
     (folder / "orphan.jpg.txt").write_text("red\n")  # a tag file whose image is gone
     colourful(seed=8).save(folder / "untagged.png")  # an image without a tag file
     return folder, valid, unreadable
+
+
+def distinct_photos():
+    """Four different real pictures: the two halves of each of scikit-learn's two sample photographs."""
+    from sklearn.datasets import load_sample_image
+
+    pictures = {}
+    for name in ("china", "flower"):
+        photo = Image.fromarray(load_sample_image(f"{name}.jpg"))
+        pictures[f"{name}_left"] = photo.crop((0, 0, 320, 427))
+        pictures[f"{name}_right"] = photo.crop((320, 0, 640, 427))
+    return pictures
+
+
+def changed_copies(picture):
+    """The changes a repost goes through, one each."""
+    width, height = picture.size
+    framed = Image.new("RGB", (width + 40, height + 40), (255, 255, 255))
+    framed.paste(picture, (20, 20))
+    return {"resized": picture.resize((width * 3 // 5, height * 3 // 5), Image.LANCZOS),
+            "reencoded": picture,  # written as a JPEG of quality 50
+            "cropped": picture.crop((8, 12, width - 10, height - 6)),
+            "framed": framed,
+            "brightened": ImageEnhance.Brightness(picture).enhance(1.3)}

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from common.audit import (apply_fixes, assign_folds, confident_learning_issues, rank_suspects, read_accepted,
+from common.audit import (apply_fixes, confident_learning_issues, rank_suspects, read_accepted,
                           suspect_rows, undo_fixes, write_suspects)
 from common.errors import UserError
 from common.tagfiles import read_tag_file
@@ -24,23 +24,6 @@ def noisy_labels(images=400, tags=6, flipped=12, seed=0):
     columns = rng.integers(0, tags, flipped)
     given[rows, columns] = ~given[rows, columns]
     return given, probabilities, set(zip(rows.tolist(), columns.tolist()))
-
-
-def test_folds_share_out_every_tag_and_are_repeatable():
-    rng = np.random.default_rng(1)
-    targets = (rng.random((200, 5)) < [0.5, 0.3, 0.1, 0.05, 0.02]).astype(np.float32)
-    fold_of = assign_folds(targets, 4, seed=3)
-    assert sorted(set(fold_of.tolist())) == [0, 1, 2, 3]
-    assert np.array_equal(fold_of, assign_folds(targets, 4, seed=3))
-    assert not np.array_equal(fold_of, assign_folds(targets, 4, seed=4))
-    for tag in range(5):
-        per_fold = [targets[fold_of == fold, tag].sum() for fold in range(4)]
-        assert max(per_fold) - min(per_fold) <= 1, (tag, per_fold)  # stratified: each fold its share
-
-
-def test_folds_need_enough_images():
-    with pytest.raises(UserError, match="--folds 4 needs at least 4 tagged images"):
-        assign_folds(np.ones((3, 2)), 4, seed=0)
 
 
 @pytest.mark.parametrize("method", ["context", "cleanlab", "confidence"])

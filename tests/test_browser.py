@@ -59,6 +59,14 @@ def column(browser, table_id, position):
     return [cell.text for cell in cells]
 
 
+def numbers_then_blanks(texts):
+    """The numbers of a sorted column; a tag without a validation image to score it has a blank AP,
+    which stays below the numbers whichever way they are sorted."""
+    numbers = [float(text) for text in texts if text]
+    assert texts == [text for text in texts if text] + [""] * (len(texts) - len(numbers)), texts
+    return numbers
+
+
 def saved_download(browser, name, timeout=15):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -77,10 +85,10 @@ def test_the_training_report_renders_and_its_table_sorts(trained, browser, tmp_p
     assert_not_blank(browser, tmp_path / "report.png")
     heading = browser.find_element("css selector", "#tag-table th[data-key=ap]")
     heading.click()
-    ascending = [float(value) for value in column(browser, "tag-table", 3)]
+    ascending = numbers_then_blanks(column(browser, "tag-table", 3))
     assert ascending == sorted(ascending)
     heading.click()
-    assert [float(value) for value in column(browser, "tag-table", 3)] == sorted(ascending, reverse=True)
+    assert numbers_then_blanks(column(browser, "tag-table", 3)) == sorted(ascending, reverse=True)
     browser.find_element("css selector", "#tag-table th[data-key=tag]").click()
     assert column(browser, "tag-table", 1) == sorted(column(browser, "tag-table", 1))
     # picking a tag shows its curve and its worst images
@@ -144,3 +152,28 @@ def test_the_contact_sheet_filters_by_tag_and_sorts_the_closest_calls_first(trai
     order = [card.get_attribute("data-name") for card in browser.find_elements("css selector", "#cards .card")]
     distances = browser.execute_script("return Object.fromEntries(DATA.images.map(i => [i.name, i.doubt[2]]))")
     assert [distances[name] for name in order] == sorted(distances.values()) and len(order) == 6
+
+
+def test_the_duplicates_page_shows_each_group_and_highlights_the_tags_that_differ(browser, tmp_path):
+    from conftest import changed_copies, distinct_photos
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photos = distinct_photos()
+    for name in ("china_left", "flower_left", "flower_right"):
+        photos[name].save(folder / f"{name}.jpg")
+        (folder / f"{name}.jpg.txt").write_text("photo\n")
+    changed_copies(photos["china_left"])["resized"].save(folder / "small.jpg")
+    (folder / "small.jpg.txt").write_text("photo\ntemple\n")  # a tag its original lacks
+    changed_copies(photos["flower_left"])["brightened"].save(folder / "bright.jpg")
+    (folder / "bright.jpg.txt").write_text("photo\n")
+    run_main("prepare.py", "duplicates", folder, cwd=tmp_path)
+    open_page(browser, tmp_path / "photos.duplicates.html")
+    groups = browser.find_elements("css selector", ".group")
+    assert len(groups) == 2 and "tags differ: temple" in groups[0].text and "same tags" in groups[1].text
+    assert [cell.text for cell in browser.find_elements("css selector", ".tagp.differ")] == ["temple"]
+    assert len(groups[0].find_elements("css selector", "img")) == 2
+    assert_not_blank(browser, tmp_path / "duplicates.png")
+    browser.find_element("id", "only-differing").click()
+    assert len(browser.find_elements("css selector", ".group")) == 1
+    assert "showing 1 of 2 group(s)" in browser.find_element("id", "group-count").text

@@ -16,8 +16,9 @@ from common.checkpoint import load_checkpoint, model_from_checkpoint
 from common.dataset import ImageTagDataset, UnreadableImages, collate_readable
 from common.demo import write_demo_dataset
 from common.distributed import Processes, contiguous_shard, learning_rate_for
+from common.duplicates import find_duplicates
 from common.epoch import predict
-from common.folder_scan import multi_hot
+from common.folder_scan import multi_hot, scan_folder
 from common.images import eval_transform
 from common.metrics import evaluate
 from common.tagfiles import default_tag_file, read_tag_file
@@ -64,6 +65,16 @@ def test_training_under_torchrun_prints_once_and_writes_one_model(distributed_ru
     assert sorted(path.name for path in (root / "models").iterdir()) == sorted(
         f"m.{kind}" for kind in ("pth", "tags.txt", "metrics.csv", "report.csv", "report.html", "curves.png",
                                  "pr.png", "split.json"))  # no training state left, no per-process files
+    # the main process found the groups of near-duplicates, every process split by them
+    split = json.loads((root / "models" / "m.split.json").read_text())
+    tagged = [image for image in scan_folder(root / "shapes" / "train").images
+              if (image.parent / f"{image.name}.txt").exists()]
+    found = find_duplicates(tagged)
+    assert result.stdout.count("groups: ") == 1 and split["groups"]
+    assert sorted(map(sorted, split["groups"])) == sorted(sorted(tagged[row].name for row in group)
+                                                          for group in found.groups)
+    assert not any(set(group) & set(split["train"]) and set(group) & set(split["validation"])
+                   for group in split["groups"])
 
 
 @pytest.mark.slow
@@ -85,7 +96,7 @@ def test_validation_metrics_are_those_of_one_process_over_the_whole_set(distribu
     with open(root / "models" / "m.metrics.csv") as file:
         best = max(csv.DictReader(file), key=lambda row: float(row["mAP"]))
     counts = sum(int(best[name]) for name in ("tp", "fp", "fn", "tn"))
-    assert counts == len(images) * len(checkpoint["tags"])  # every validation image, each once
+    assert counts == len(targets) * len(checkpoint["tags"])  # every readable validation image, each once
     assert evaluate(targets, probabilities, [0.5] * len(checkpoint["tags"]))["mAP"] == pytest.approx(
         checkpoint["metrics"]["mAP"], abs=1e-9)
 

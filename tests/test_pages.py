@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.pages import (PR_POINTS, contact_sheet_data, line_chart, render_page, report_data, suspects_data,
-                          thumbnail_uri, worst_images, write_page)
+from common import pages
+from common.pages import (PR_POINTS, contact_sheet_data, duplicates_data, line_chart, render_page, report_data,
+                          suspects_data, thumbnail_uri, worst_images, write_page)
 from conftest import colourful, save_image
 
 
@@ -120,3 +121,22 @@ def test_the_contact_sheet_and_the_suspects_page(tmp_path):
 def test_charts_draw_flat_gappy_and_empty_series(values):
     svg = line_chart([("loss", list(range(len(values))), values, "#000")], "loss", "epoch")
     assert svg.startswith("<svg") and svg.endswith("</svg>") and "nan" not in svg.lower()
+
+
+@pytest.mark.timeout(60)
+def test_a_page_of_duplicates_stays_small_however_large_the_groups(tmp_path, monkeypatch):
+    # crops of one picture, or a burst of shots, can make one group of thousands: its first pictures
+    # are shown, the count says how many there are, and the page holds a bounded number of thumbnails
+    monkeypatch.setattr(pages, "DUPLICATE_PICTURES_SHOWN", 12)
+    monkeypatch.setattr(pages, "DUPLICATE_PICTURES_PER_GROUP", 5)
+    names = [f"shot{number:02d}.png" for number in range(24)]
+    for number, name in enumerate(names):
+        colourful((40, 32), seed=number).save(tmp_path / name)
+    groups = [(names[:14], [["cat"]] * 14, [], False), (names[14:16], [["cat"], ["dog"]], ["cat", "dog"], False),
+              (names[16:22], [["a"]] * 6, [], False), (names[22:], [[], []], [], True)]
+    data = duplicates_data("bursts", groups, tmp_path)
+    assert [len(group["images"]) for group in data["groups"]] == [5, 2, 5]  # 12 in all: the fourth group waits
+    assert [group["more"] for group in data["groups"]] == [9, 0, 1]
+    assert data["found"] == 4 and len(data["thumbs"]) == 12 and all(data["thumbs"].values())
+    assert [len(group["tags"]) for group in data["groups"]] == [5, 2, 5]
+    assert len(render_page(data)) < 12 * 6000 + 60_000

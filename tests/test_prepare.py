@@ -270,3 +270,44 @@ def test_fix_and_undo_from_the_command_line(tmp_path):
     undo_file = re.search(r"undo file: (\S+)", result.stdout).group(1)
     run_main("prepare.py", "undo", undo_file, cwd=tmp_path)
     assert (folder / "a.png.txt").read_text() == "cat\nsky\n"
+
+
+def test_duplicates_writes_the_groups_and_a_page_that_shows_where_their_tags_differ(tmp_path):
+    from conftest import changed_copies, distinct_photos
+    from test_pages import page_data
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photos = distinct_photos()
+    for name in ("china_left", "flower_left", "flower_right"):
+        photos[name].save(folder / f"{name}.jpg")
+        (folder / f"{name}.jpg.txt").write_text(f"{name.split('_')[0]}\noutdoors\n")
+    changed_copies(photos["china_left"])["cropped"].save(folder / "repost.jpg")
+    (folder / "repost.jpg.txt").write_text("china\n")  # lost a tag on the way
+    changed_copies(photos["flower_left"])["framed"].save(folder / "framed.png")
+    (folder / "framed.png.txt").write_text("outdoors\nflower\n")
+    (folder / "flower copy.jpg").write_bytes((folder / "flower_left.jpg").read_bytes())  # no tag file
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    result = run_main("prepare.py", "duplicates", folder, cwd=tmp_path)
+    with open(tmp_path / "photos.duplicates.csv", newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    groups = {}
+    for row in rows:
+        groups.setdefault(row["group"], []).append(row["image"])
+    assert list(groups) == ["1", "2"]  # the group whose tags differ first
+    assert sorted(groups["1"]) == ["china_left.jpg", "repost.jpg"]
+    assert sorted(groups["2"]) == ["flower copy.jpg", "flower_left.jpg", "framed.png"]
+    assert "2 groups of near-duplicates hold 5 of the 6 images" in result.stdout
+    assert "1 of them disagree on tags" in result.stdout and "tags differ: outdoors" in result.stdout
+    page = page_data((tmp_path / "photos.duplicates.html").read_text(encoding="utf-8"))
+    assert page["kind"] == "duplicates" and page["groups"][0]["differ"] == ["outdoors"]
+    assert page["groups"][1]["differ"] == [] and None in page["groups"][1]["tags"]  # the copy without a tag file
+    assert all(page["thumbs"][name].startswith("data:image/jpeg") for name in groups["1"] + groups["2"])
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before  # nothing in the folder changed
+    checked = run_main("prepare.py", "check", folder, cwd=tmp_path).stdout
+    assert "near-duplicates: 2 groups hold 5 images" in checked and "1 group(s) disagree on tags" in checked
+    again = run_main("prepare.py", "duplicates", folder, "--output", tmp_path / "mine.csv", "--index-cache",
+                     tmp_path / "photos.index", cwd=tmp_path)
+    assert (tmp_path / "photos.index.fingerprints.npz").is_file() and (tmp_path / "mine.html").is_file()
+    assert (tmp_path / "mine.csv").read_text() == (tmp_path / "photos.duplicates.csv").read_text()
+    assert "wrote" in again.stdout

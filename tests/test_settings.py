@@ -71,6 +71,8 @@ KEY_EXAMPLES = {
     "INDEX_CACHE": ("train", "index_cache", "index.json", "index.json"),
     "SMALL_INPUT": ("train", "small_input", "off", "off"), "CACHE_MB": ("train", "cache_mb", "0", 0),
     "BACKBONE_LR": ("train", "backbone_lr", "0.5", 0.5), "DECODE": ("infer", "decode", "cpu", "cpu"),
+    "GROUP_DUPLICATES": ("train", "group_duplicates", "off", "off"),
+    "GROUP_BY": ("train", "group_by", r"^(\d+)_p", r"^(\d+)_p"), "GROUPS": ("train", "groups", "g.csv", "g.csv"),
 }
 
 
