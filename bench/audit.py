@@ -47,8 +47,8 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from bench.pretrain import default_weights_path  # noqa: E402
-from bench.real_sets import SETS, write_set  # noqa: E402
-from common.audit import RANKERS, assign_folds, rank_suspects  # noqa: E402
+from bench.real_sets import SETS, grouping_flags, write_set  # noqa: E402
+from common.audit import RANKERS, rank_suspects  # noqa: E402
 from common.folder_scan import build_vocabulary, read_tags_of, scan_folder, tag_matrix  # noqa: E402
 from common.tagfiles import format_tags  # noqa: E402
 
@@ -108,7 +108,9 @@ def run_set(set_name, mode, seed, work, weights, epochs):
     folder = work / "train"
     injected = inject_errors(folder, seed)
     (work / "injected.json").write_text(json.dumps([[image, tag, kind] for (image, tag), kind in injected.items()]))
-    flags = ["--arch", ARCH, "--weights", weights, "--image-size", IMAGE_SIZE, "--seed", seed]
+    # an item's pictures share a fold, as they share a side of the test split
+    flags = ["--arch", ARCH, "--weights", weights, "--image-size", IMAGE_SIZE, "--seed", seed,
+             *grouping_flags(set_name)]
     suspects = work / "suspects.csv"
     # The audit as a user runs it (the default ranking, context), keeping its folds' predictions,
     # from which the other two rankings are made here by the audit's own functions
@@ -124,11 +126,12 @@ def run_set(set_name, mode, seed, work, weights, epochs):
     tags_of = read_tags_of(scan_folder(folder))
     names, vocabulary = [path.name for path in tags_of], build_vocabulary(tags_of.values())
     targets = tag_matrix(list(tags_of.values()), vocabulary).toarray().astype(bool)
-    fold_of = assign_folds(targets, FOLDS, seed)  # the folds the audit trained on
+    fold_of = np.full(len(names), -1)  # the folds the audit trained on (related images share one)
     probabilities = np.full(targets.shape, np.nan)
     for fold in range(FOLDS):
         with np.load(suspects.with_suffix(".folds") / f"fold-{fold + 1}-of-{FOLDS}.npz") as kept:
-            probabilities[fold_of == fold] = kept["probabilities"]
+            probabilities[kept["rows"]], fold_of[kept["rows"]] = kept["probabilities"], fold
+    assert (fold_of >= 0).all(), "a fold file of the audit is missing"
     for method in ("cleanlab", "confidence"):
         ranked = ranked_pairs(names, vocabulary, targets, probabilities, method, fold_of)
         result[method] = score_ranking(ranked, injected)

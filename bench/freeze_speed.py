@@ -80,7 +80,7 @@ def main():
             use_environment=False)
         single = Processes()
         paths, targets, vocabulary = load_training_data(train_args, single)
-        split, _ = split_data(train_args, paths, targets, None, Path(temporary) / "split.json", single)
+        split, _ = split_data(train_args, (paths, targets, vocabulary), None, Path(temporary) / "split.json", single)
         seconds = {}
         for name, every_epoch in (("backbone every epoch", True), ("cached features", False)):
             torch.manual_seed(0)

@@ -47,7 +47,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from bench.pretrain import default_weights_path  # noqa: E402
-from bench.real_sets import SETS, write_set  # noqa: E402
+from bench.real_sets import SETS, grouping_flags, write_set  # noqa: E402
 from common.checkpoint import load_checkpoint  # noqa: E402
 from common.dataset import ImageTagDataset, collate_readable  # noqa: E402
 from common.folder_scan import build_vocabulary, multi_hot, read_tags_of, scan_folder  # noqa: E402
@@ -194,6 +194,8 @@ def run_suite(args):
                     counts = write_set(set_name, work, seed, train_count, TEST)
                     for name, run, flags in contestants(mode, args.extra, not args.quick):
                         seed_flags = ["--seed", str(seed), "--epochs", str(args.epochs)]
+                        if run is run_multitag_trainer:  # its validation keeps an item's pictures together
+                            seed_flags += grouping_flags(set_name)
                         own = work / name.replace(" ", "-")  # each contestant its own model and table
                         own.mkdir(parents=True, exist_ok=True)
                         result = run(work / "train", work / "test", own, weights, flags + seed_flags,

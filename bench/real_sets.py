@@ -45,6 +45,8 @@ FONTAWESOME = "fontawesome-free==5.15.4"
 ICON_THEMES = {"oxygen-icon-theme": "oxygen", "gnome-icon-theme": "gnome",
                "elementary-xfce-icon-theme": "elementary-xfce"}
 PRETRAINING_THEME = "papirus-icon-theme"
+# Desktop wallpapers, most of them photographs: the near-duplicate benchmark's photos (bench/duplicates.py)
+WALLPAPER_PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers", "gnome-backgrounds")
 # A tag is kept when at least this many training items carry it: Font Awesome's search terms
 # then number ~130, in a long tail, and the icons' folder and name words ~130 too
 MIN_TAG_ITEMS = {"fontawesome": 8, "icons": 5}
@@ -90,6 +92,42 @@ def debian_package(package):
         deb.unlink()
         marker.touch()
     return root
+
+
+def wallpapers():
+    """One file per wallpaper of WALLPAPER_PACKAGES (the largest of its sizes): MATE's nature photos,
+    KDE Plasma's wallpapers and GNOME's bitmaps (their light variants)."""
+    for package in WALLPAPER_PACKAGES:
+        root = debian_package(package)
+    share = root / "usr/share"
+    found = sorted((share / "backgrounds/mate/nature").glob("*.jpg"))
+    found += sorted((share / "backgrounds/gnome").glob("*-l.webp"))
+    for folder in sorted((share / "wallpapers").glob("*/contents/images")):
+        sizes = sorted(folder.iterdir(), key=lambda path: path.stat().st_size)
+        if sizes:
+            found.append(sizes[-1])
+    return found
+
+
+def photo_tiles(columns=5, rows=4, longest=1600, min_detail=6.0):
+    """[(picture, name)]: each wallpaper, shrunk to `longest` pixels, cut into columns x rows tiles
+    that do not overlap. Tiles with little detail (a clear sky, a flat colour: their mean gradient
+    is below min_detail grey levels per pixel) are left out, as they are near-identical to each other."""
+    tiles = []
+    for path in wallpapers():
+        with Image.open(path) as opened:
+            picture = opened.convert("RGB")
+        picture.thumbnail((longest, longest))
+        width, height = picture.width // columns, picture.height // rows
+        for column in range(columns):
+            for row in range(rows):
+                tile = picture.crop((column * width, row * height, (column + 1) * width, (row + 1) * height))
+                grey = np.asarray(tile.convert("L"), dtype=np.float32)
+                detail = np.abs(np.diff(grey, axis=0)).mean() + np.abs(np.diff(grey, axis=1)).mean()
+                if detail >= min_detail:
+                    tiles.append((tile, f"{path.parent.parent.parent.name if 'contents' in path.parts else path.stem}"
+                                        f"_{column}_{row}"))
+    return tiles
 
 
 # ----------------------------------------------------------------------------- splitting
@@ -167,13 +205,17 @@ def fontawesome_set(out, seed, train_limit, test_limit):
 
 
 # ----------------------------------------------------------------------------- icon themes
-def theme_icons(root, theme):
-    """{icon name: (context, picture path, [alias names])} for one theme, at about 48-64 px."""
+def theme_icons(root, theme, size=None):
+    """{icon name: (context, picture path, [alias names])} for one theme, at about 48-64 px, or at
+    `size` pixels (16, 22 or 24, 32, 48: the sizes every theme draws)."""
     base = root / "usr/share/icons" / theme
     if theme == "elementary-xfce":  # CONTEXT/SIZE/NAME.png
-        contexts = [(folder.name, folder / "48") for folder in sorted(base.iterdir()) if (folder / "48").is_dir()]
+        side = str({22: 24}.get(size, size or 48))
+        contexts = [(folder.name, folder / side) for folder in sorted(base.iterdir()) if (folder / side).is_dir()]
     else:  # SIZE/CONTEXT/NAME.png (Oxygen keeps its sizes in base/)
-        sizes = next(folder for folder in (base / "base/64x64", base / "48x48") if folder.is_dir())
+        sides = [64, 48] if size is None else [size, {22: 24, 24: 22}.get(size, size)]
+        candidates = [base / prefix / f"{side}x{side}" for side in sides for prefix in ("base", ".")]
+        sizes = next(folder for folder in candidates if folder.is_dir())
         contexts = [(folder.name, folder) for folder in sorted(sizes.iterdir()) if folder.is_dir()]
     found = {}
     for context, folder in contexts:
@@ -197,13 +239,17 @@ def name_words(name):
             if len(word) > 1 and not word.isdigit() and word not in NAME_WORDS_IGNORED]
 
 
-def icons_set(out, seed, train_limit, test_limit):
+def icon_items_set(out, seed, train_limit, test_limit, sizes=(None,)):
+    """Each icon name as drawn by the three themes (at each of `sizes`; None: at about 48-64 px), every
+    picture scaled to DRAWING_SIZE: the pictures of one name, NAME_NUMBER.png, on one side of the split."""
     pictures_of, tags_of = {}, {}
     for package, theme in ICON_THEMES.items():
-        for name, (context, path, aliases) in theme_icons(debian_package(package), theme).items():
-            pictures_of.setdefault(name, []).append(path)
-            words = [context] + name_words(name) + [word for alias in aliases for word in name_words(alias)]
-            tags_of[name] = sorted(set(tags_of.get(name, [])) | set(words))
+        root = debian_package(package)
+        for size in sizes:
+            for name, (context, path, aliases) in theme_icons(root, theme, size).items():
+                pictures_of.setdefault(name, []).append(path)
+                words = [context] + name_words(name) + [word for alias in aliases for word in name_words(alias)]
+                tags_of[name] = sorted(set(tags_of.get(name, [])) | set(words))
     train_names, test_names = split_items(tags_of, 0.3, seed)
     vocabulary = vocabulary_of((tags_of[name] for name in train_names), MIN_TAG_ITEMS["icons"])
 
@@ -215,13 +261,36 @@ def icons_set(out, seed, train_limit, test_limit):
             write_item_pictures(out / "test", pictures, tags_of, test_names, vocabulary, test_limit, seed))
 
 
+def icons_set(out, seed, train_limit, test_limit):
+    return icon_items_set(out, seed, train_limit, test_limit)
+
+
+RENDITION_SIZES = (16, 22, 32, 48)  # drawn anew at each size by each theme: up to 12 renditions of one icon name
+
+
+def renditions_set(out, seed, train_limit, test_limit):
+    """Up to 12 renditions of one concept: each icon name at every one of RENDITION_SIZES."""
+    return icon_items_set(out, seed, train_limit, test_limit, RENDITION_SIZES)
+
+
+# What names one item in the file names of the sets built from items (NAME_NUMBER.png): train.py --group-by
+# takes it, so that train.py's own validation split, like the test split, keeps an item's pictures together
+RENDITION_PATTERN = r"^(.+)_\d+\.png$"
+NAMED_BY_ITEM = ("fontawesome", "icons", "renditions")
+
+
+def grouping_flags(set_name):
+    """train.py's flags that keep the pictures of one item on one side of its validation split."""
+    return ["--group-by", RENDITION_PATTERN] if set_name in NAMED_BY_ITEM else []
+
+
 def digits_set(out, seed, train_limit, test_limit):
     write_mosaics(out / "train", train_limit, seed, part=0, hard=True)
     write_mosaics(out / "test", test_limit, seed, part=1, hard=True)
     return train_limit, test_limit
 
 
-BUILDERS = {"digits": digits_set, "fontawesome": fontawesome_set, "icons": icons_set}
+BUILDERS = {"digits": digits_set, "fontawesome": fontawesome_set, "icons": icons_set, "renditions": renditions_set}
 
 
 def write_set(name, out, seed, train_limit=1000, test_limit=400):
@@ -235,7 +304,7 @@ def write_set(name, out, seed, train_limit=1000, test_limit=400):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", help="folder to write train/ and test/ into")
-    parser.add_argument("--set", choices=SETS, required=True, help="which data set")
+    parser.add_argument("--set", choices=list(BUILDERS), required=True, help="which data set")
     parser.add_argument("--seed", type=int, default=0, help="which items are test items, and the renderings")
     parser.add_argument("--train", type=int, default=1000, help="at most this many training pictures")
     parser.add_argument("--test", type=int, default=400, help="at most this many test pictures")
