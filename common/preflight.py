@@ -26,8 +26,8 @@ def check_training_settings(args, paths):
             check_output_file(paths[key], what)
     if args.index_cache:
         check_output_file(args.index_cache, "--index-cache file")
+    check_group_settings(args)  # before the weights, whose check may wait on a download
     check_architecture(args.arch, args.image_size, args.weights)
-    check_group_settings(args)
 
 
 def apply_resumed_settings(args, state, model_path):

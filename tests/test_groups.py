@@ -4,7 +4,7 @@ overlap; each setting checked with a clear message; and the count of near-duplic
 from types import SimpleNamespace
 
 import pytest
-from conftest import changed_copies, distinct_photos
+from conftest import changed_copies, distinct_photos, run_main
 from PIL import Image
 
 from common.errors import UserError
@@ -85,6 +85,15 @@ def test_each_group_setting_is_checked_with_a_message_that_names_it(values, mess
     (tmp_path / "notes.csv").write_text("just some text\nand more\n")
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(".", r"\.")):
         check_group_settings(SimpleNamespace(**{"group_by": "", "groups": "", **values}))
+
+
+def test_a_bad_pattern_is_named_before_the_weights_are_fetched(tmp_path):
+    # the ImageNet weights (the default) may need a download: a typo in a pattern is reported first
+    (tmp_path / "photos").mkdir()
+    result = run_main("train.py", "--data", tmp_path / "photos", "--model", tmp_path / "m.pth", "--group-by", "(",
+                      cwd=tmp_path, check=False)
+    assert result.returncode != 0 and "--group-by '(' is not a regular expression" in result.stderr + result.stdout
+    assert not (tmp_path / "m.pth").exists()
 
 
 def test_a_group_file_written_by_one_run_is_read_by_the_next(tmp_path):
