@@ -200,8 +200,8 @@ def find_folder_duplicates(args):
         what = "identical files" if identical else "near-duplicates"
         print(f"  group {number}, {what}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
               f"{'; tags differ: ' + ', '.join(differ[:6]) if differ else ''}")
-    print(f"wrote {output} (columns group,image) and {page} ({size / 1e6:.1f} MB). Edit the CSV if a group is wrong, "
-          f"then train with --groups {output} --group-duplicates off to use it as it is")
+    print(f"wrote {output} (columns group,image) and {page} ({size / 1e6:.1f} MB). If a group is wrong, edit a copy "
+          f"of the CSV (a new run rewrites this one), then train with --groups COPY --group-duplicates off")
     return groups
 
 
