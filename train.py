@@ -33,7 +33,8 @@ from common.model import (DEFAULT_ARCH, SMALL_INPUT_CHOICES, WEIGHT_CHOICES, is_
 from common.optimizer import backbone_lr_setting
 from common.preflight import apply_resumed_settings, check_training_settings, describe_finished_run
 from common.precision import PRECISION_CHOICES, resolve_precision
-from common.settings import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, SettingsParser, number, require, whole_number
+from common.settings import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, SettingsParser, auto_or_whole_number, number, require,
+                             whole_number)
 from common.split import split_data
 from common.tagfiles import default_tag_file, read_tag_file
 from common.training_loop import build_training_run, finish, fit
@@ -52,6 +53,7 @@ loss = "asl"  # asl (Asymmetric Loss: +2 to +5 mAP points over bce, bench/README
 arch = DEFAULT_ARCH  # any torchvision classifier: resnet18/34/50/101/152, efficientnet_b0, convnext_tiny, ...
 weights = "imagenet"  # imagenet (downloaded once) | none (train from scratch) | PATH to a .pth file
 val_fraction = 0.1  # share of the images held out to pick the best epoch and calibrate thresholds
+refit_epochs = "auto"  # last epochs in which the held-out images train too, once they chose the thresholds; auto: 30 %
 min_tag_count = 1  # tags on fewer images than this are dropped (and named) before training
 patience = 0  # stop after this many epochs without a better validation mAP; 0 never stops early
 precision = "auto"  # auto (bf16/fp16 on CUDA, bf16 on CPUs with bf16 hardware, else fp32) | fp32 | bf16 | fp16
@@ -112,6 +114,10 @@ def get_args_parser():
     add("--no-augment", dest="augment", action="store_const", const="off", help="the same as --augment off")
     add("--val-fraction", type=number(minimum=0, below=1), default=val_fraction,
         help="share held out for validation (.env: VAL_FRACTION)")
+    add("--refit-epochs", type=auto_or_whole_number(0), default=refit_epochs,
+        help="the last N epochs also train on the held-out images, once these chose the thresholds (when validation "
+             "mAP is still rising then; else they keep validating); auto: 30 %% of --epochs; 0: never "
+             "(.env: REFIT_EPOCHS)")
     add("--min-tag-count", type=whole_number(1), default=min_tag_count, help="drop tags on fewer images than this")
     add("--group-duplicates", default=group_duplicates, choices=GROUP_DUPLICATES_CHOICES,
         help="keep near-duplicate images (resized, re-encoded, cropped, framed or brightened copies) on one side of "

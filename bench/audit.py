@@ -160,7 +160,7 @@ def print_table(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=["digits", "fontawesome", "icons"])
     parser.add_argument("--modes", nargs="+", choices=("scratch", "finetune"), default=["scratch", "finetune"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weights", type=Path, default=default_weights_path(ARCH),

@@ -1,7 +1,8 @@
-"""An offline stand-in for ImageNet weights: a torchvision ResNet pretrained on one real
+"""Offline stand-ins for ImageNet weights: a torchvision ResNet pretrained on one real
 classification task, saved as a plain state dict for `train.py --weights PATH`.
 
     python bench/pretrain.py                     # writes bench/.data/pretrained/resnet18_papirus.pth
+    python bench/pretrain.py --task close        # writes bench/.data/pretrained/resnet18_close.pth
     python bench/pretrain.py --arch resnet50 --classes 600
 
 The task: tell apart CLASSES application icons of the Papirus icon theme (Debian's
@@ -9,6 +10,11 @@ papirus-icon-theme; a source the suite's own sets never use), each drawn by hand
 sizes (32, 48 and 64 px), with random crops, flips and colour changes. It runs at 112 px while
 the suite fine-tunes at 64 px, so that, as with ImageNet weights (224 px) used on small
 pictures, the pretrained filters meet objects smaller than the ones they learned on.
+
+That task is far from the suite's digit mosaics and glyphs. `--task close` adds a second
+stand-in, as close to the glyph sets as ImageNet is to photos: the same icons plus every Font
+Awesome brand logo (a style the `fontawesome` set leaves out, so none of its items), each
+drawn four times in random dark colours, sizes and places as that set draws its glyphs.
 """
 
 import argparse
@@ -34,8 +40,8 @@ PRETRAINED = Path(__file__).resolve().parent / ".data" / "pretrained"
 SIZES = ("32x32", "48x48", "64x64")  # Papirus draws each icon anew at each of these sizes
 
 
-def default_weights_path(arch):
-    return PRETRAINED / f"{arch}_papirus.pth"
+def default_weights_path(arch, task="far"):
+    return PRETRAINED / f"{arch}_{'papirus' if task == 'far' else task}.pth"
 
 
 def render_icons(class_count, resolution, seed):
@@ -57,6 +63,24 @@ def render_icons(class_count, resolution, seed):
     return torch.stack(pictures), torch.tensor(labels)
 
 
+def render_brand_glyphs(first_label, resolution, seed, drawings=4):
+    """Font Awesome's brand logos (never in the fontawesome set), drawn as that set draws its
+    glyphs, at `resolution`: uint8 pictures and labels from first_label on."""
+    from bench.real_sets import fontawesome_metadata, render_glyph
+
+    icons, _ = fontawesome_metadata()
+    brands = sorted(name for name, icon in icons.items() if "brands" in icon["svg"])
+    rng = np.random.default_rng(seed)
+    pictures, labels = [], []
+    for label, name in enumerate(brands, first_label):
+        for _ in range(drawings):
+            glyph = render_glyph(icons[name]["svg"]["brands"]["raw"], rng, jitter=True)
+            picture = to_rgb(glyph).resize((resolution, resolution), Image.BILINEAR)
+            pictures.append(torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1))
+            labels.append(label)
+    return torch.stack(pictures), torch.tensor(labels), len(brands)
+
+
 class AugmentedPictures(Dataset):
     def __init__(self, pictures, labels, resolution):
         self.pictures, self.labels = pictures, labels
@@ -75,6 +99,8 @@ class AugmentedPictures(Dataset):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="resnet18", help="torchvision ResNet to pretrain")
+    parser.add_argument("--task", choices=("far", "close"), default="far",
+                        help="far: Papirus icons; close: those and Font Awesome's brand logos")
     parser.add_argument("--classes", type=int, default=1000, help="number of icons to tell apart")
     parser.add_argument("--resolution", type=int, default=112, help="training side in pixels")
     parser.add_argument("--epochs", type=int, default=12, help="passes over the pictures")
@@ -84,10 +110,15 @@ def main():
     torch.manual_seed(args.seed)
     started = time.perf_counter()
     pictures, labels = render_icons(args.classes, args.resolution, args.seed)
-    print(f"rendered {len(labels)} pictures of {args.classes} icons in {time.perf_counter() - started:.0f} s")
+    classes = args.classes
+    if args.task == "close":
+        glyphs, glyph_labels, brand_count = render_brand_glyphs(classes, args.resolution, args.seed)
+        pictures, labels = torch.cat([pictures, glyphs]), torch.cat([labels, glyph_labels])
+        classes += brand_count
+    print(f"rendered {len(labels)} pictures of {classes} classes in {time.perf_counter() - started:.0f} s")
     loader = DataLoader(AugmentedPictures(pictures, labels, args.resolution), batch_size=64, shuffle=True,
                         num_workers=1, persistent_workers=True, drop_last=True)
-    model = models.get_model(args.arch, weights=None, num_classes=args.classes).to(memory_format=torch.channels_last)
+    model = models.get_model(args.arch, weights=None, num_classes=classes).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, 2e-3, total_steps=args.epochs * len(loader))
     for epoch in range(1, args.epochs + 1):
@@ -105,7 +136,7 @@ def main():
             seen += len(targets)
         print(f"epoch {epoch}/{args.epochs} | loss {loss.item():.3f} | train accuracy {correct / seen:.3f} | "
               f"{time.perf_counter() - started:.0f} s", flush=True)
-    out = args.out or default_weights_path(args.arch)
+    out = args.out or default_weights_path(args.arch, args.task)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out)  # a plain torchvision state dict, like an ImageNet download
     print(f"saved {out}")

@@ -1,18 +1,22 @@
 """Tagging quality in a fixed budget: train.py's defaults against plain training loops, on real
-pictures with human-written tags, from scratch and when fine-tuning pretrained weights.
+pictures with human-written tags, from scratch and when fine-tuning from pretrained weights at
+two distances from the task.
 
-    python bench/quality.py --suite                 # every set, 2 seeds, both modes: bench/README.md's tables
-    python bench/quality.py --suite --mode scratch --sets icons --seeds 0 --quick
+    python bench/quality.py --suite                 # every set and mode, seeds 0-2: bench/README.md's tables
+    python bench/quality.py --suite --modes scratch --sets icons --seeds 0 --quick
     python bench/quality.py --suite --extra "bce=--loss bce"             # train.py with other flags too
-    python bench/quality.py --suite --extra "finetune:lr1=--backbone-lr 1"   # ... in one mode only
+    python bench/quality.py --suite --extra "finetune:lr1=--backbone-lr 1"   # ... when fine-tuning only
     python bench/quality.py --set digits --seed 2                      # one set, one seed, from scratch
     python bench/quality.py --results runs.json                        # the tables of an --out file again
 
-The sets (bench/real_sets.py) are digit mosaics, Font Awesome glyphs and Debian theme icons;
-every test item is one that training never saw. Fine-tuning starts from the stand-in for
-ImageNet weights made by bench/pretrain.py, on 500 training pictures per set (1,000 from scratch).
-Every contestant trains resnet18 at 64 px for 10 epochs, each in a fresh process of its own,
-one after another, and is timed from that process's start to its exit:
+The sets (bench/real_sets.py) are digit mosaics, Font Awesome glyphs, Debian theme icons and
+the renditions of those icons at four sizes; every test item is one that training never saw.
+The modes: `scratch`; `far`, fine-tuning from bench/pretrain.py's stand-in for ImageNet
+weights (Papirus application icons); `close`, from its stand-in that also learned Font
+Awesome's brand logos, a task as close to the glyph sets as ImageNet is to photos. Fine-tuning
+uses 500 training pictures per set (1,000 from scratch; --train changes both). Every contestant
+trains resnet18 at 64 px for 10 epochs, each in a fresh process of its own, one after
+another, and is timed from that process's start to its exit:
 
     multitag-trainer  python train.py with its defaults, then python infer.py --csv on the test set
     plain loop        (from scratch) AdamW at 2e-3 with weight decay 1e-4, OneCycleLR, batch 64,
@@ -22,8 +26,11 @@ one after another, and is timed from that process's start to its exit:
     freeze-backbone   python train.py --freeze-backbone
     fp32              python train.py --precision fp32: the defaults on a CPU without bf16 units
 
-Each set gets a table (means over the seeds), then each contestant its mean gain over the plain
-loop of its mode, over sets and seeds. Timings are only comparable when nothing else runs.
+Each set gets a table (means ± standard errors over the seeds), then each contestant its gain
+over the plain loop of its mode, and each --extra its gain over the defaults, run by run (the
+same set and seed), as mean ± standard error and per set. When train.py's held-out images
+trained in its last epochs, a last table scores the thresholds it might have kept on the test
+items. Timings are only comparable when nothing else runs.
 """
 
 import argparse
@@ -58,6 +65,8 @@ ARCH, IMAGE_SIZE, EPOCHS = "resnet18", 64, 10
 SCRATCH_TRAIN, FINETUNE_TRAIN, TEST = 1000, 500, 400  # pictures per set (at most)
 PLAIN_WORKERS = min(4, os.cpu_count() or 1)  # decoding processes, as many as train.py uses by default
 METRICS = ("mAP", "micro_f1", "macro_f1")
+STAND_INS = ("far", "close")  # fine-tuning from bench/pretrain.py's stand-ins (--task far, --task close)
+MODE_NAMES = {"scratch": "scratch", "far": "finetune", "close": "finetune-close"}
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -102,6 +111,13 @@ def run_multitag_trainer(train_dir, test_dir, work, weights, flags, environment)
                for name, row in probabilities.items()}
         flat = score(test_dir, tags, raw, [0.5] * len(tags))
         result |= {f"{name}_at_0.5": flat[name] for name in ("micro_f1", "macro_f1")}
+        # after the held-out images trained too (--refit-epochs): the thresholds it might have kept
+        for alternative, thresholds in checkpoint["calibration"].get("refit", {}).get("alternatives", {}).items():
+            scored = score(test_dir, tags, raw, thresholds)
+            result |= {f"{name}[{alternative}]": scored[name] for name in ("micro_f1", "macro_f1")}
+        if "refit" in checkpoint["calibration"]:
+            refit = checkpoint["calibration"]["refit"]
+            result |= {"refit_from_epoch": refit["from_epoch"], "refit_logit_shift": refit.get("mean_logit_shift")}
     return result
 
 
@@ -164,6 +180,7 @@ def plain_loop(train_dir, test_dir, work, weights, flags, environment):
 
 def contestants(mode, extra, references=True):
     """(name, run function, flags) for a mode; the plain loop of the mode first, as the reference."""
+    mode = "finetune" if mode in STAND_INS else mode
     if mode == "scratch":
         listed = [("plain loop", plain_loop, ["--lr", "2e-3", "--batch-size", "64"]),
                   ("multitag-trainer", run_multitag_trainer, [])]
@@ -176,21 +193,21 @@ def contestants(mode, extra, references=True):
     if references:  # the defaults on a CPU without bf16 units, where the plain loop runs as it always does
         listed += [("fp32", run_multitag_trainer, ["--precision", "fp32"])]
     return listed + [(name.split(":", 1)[-1], run_multitag_trainer, flags.split()) for name, flags in extra
-                     if ":" not in name or name.split(":", 1)[0] == mode]
+                     if ":" not in name or name.split(":", 1)[0] in (mode, "finetune" if mode != "scratch" else "")]
 
 
 # ----------------------------------------------------------------------------- the suite
 def run_suite(args):
     results = []  # one row per mode, set, seed and contestant
     for mode in args.modes:
-        weights = "none" if mode == "scratch" else str(args.weights)
-        if mode == "finetune" and not Path(weights).is_file():
-            raise SystemExit(f"no pretrained stand-in at {weights}: run python bench/pretrain.py first")
+        weights = "none" if mode == "scratch" else str(default_weights_path(ARCH, mode))
+        if mode != "scratch" and not Path(weights).is_file():
+            raise SystemExit(f"no pretrained stand-in at {weights}: run python bench/pretrain.py --task {mode} first")
         for set_name in args.sets:
             for seed in args.seeds:
                 with tempfile.TemporaryDirectory() as temporary:
                     work = args.keep / f"{mode}-{set_name}-{seed}" if args.keep else Path(temporary)
-                    train_count = SCRATCH_TRAIN if mode == "scratch" else FINETUNE_TRAIN
+                    train_count = args.train or (SCRATCH_TRAIN if mode == "scratch" else FINETUNE_TRAIN)
                     counts = write_set(set_name, work, seed, train_count, TEST)
                     for name, run, flags in contestants(mode, args.extra, not args.quick):
                         seed_flags = ["--seed", str(seed), "--epochs", str(args.epochs)]
@@ -200,7 +217,7 @@ def run_suite(args):
                         own.mkdir(parents=True, exist_ok=True)
                         result = run(work / "train", work / "test", own, weights, flags + seed_flags,
                                      args.environment)
-                        results.append({"mode": mode, "set": set_name, "seed": seed, "contestant": name,
+                        results.append({"mode": MODE_NAMES[mode], "set": set_name, "seed": seed, "contestant": name,
                                         "train": counts[0], "test": counts[1], **result})
                         print(json.dumps(results[-1]), flush=True)
                         if args.out:
@@ -213,51 +230,102 @@ def mean(rows, key):
     return float(np.mean(values)) if values else float("nan")
 
 
+def mean_and_error(values):
+    """'mean ± standard error' of a list of numbers (the error over the runs, e.g. the seeds)."""
+    values = np.asarray(values, dtype=float)
+    error = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return values.mean(), error
+
+
+def shown(values, signed=False):
+    average, error = mean_and_error(values)
+    return f"{average:{'+' if signed else ''}.3f} ± {error:.3f}"
+
+
+def paired_gains(rows, name, reference, key):
+    """The gains of `name` over `reference` in `key`, run by run (same mode, set and seed)."""
+    gains = []
+    for row in (row for row in rows if row["contestant"] == name and key in row):
+        base = next((other for other in rows if other["contestant"] == reference and other["set"] == row["set"]
+                     and other["seed"] == row["seed"] and other["mode"] == row["mode"]), None)
+        if base is not None and key in base:
+            gains.append(row[key] / base[key] if key == "seconds" else row[key] - base[key])
+    return gains
+
+
 def print_tables(results):
     for mode in dict.fromkeys(row["mode"] for row in results):
         rows = [row for row in results if row["mode"] == mode]
         names = list(dict.fromkeys(row["contestant"] for row in rows))
         reference = names[0]
-        for set_name in dict.fromkeys(row["set"] for row in rows):
+        sets = list(dict.fromkeys(row["set"] for row in rows))
+        for set_name in sets:
             here = [row for row in rows if row["set"] == set_name]
             seeds = sorted({row["seed"] for row in here})
             print(f"\n{mode}, {set_name}: {here[0]['train']} training / {here[0]['test']} test pictures, seeds "
-                  f"{', '.join(map(str, seeds))} (means)")
-            print(f"| {'contestant':18} | mAP   | micro-F1 | macro-F1 | train s | micro/macro-F1 at 0.5 |")
-            print("|" + "|".join("-" * width for width in (20, 7, 10, 10, 9, 23)) + "|")
+                  f"{', '.join(map(str, seeds))} (means ± standard errors over the seeds)")
+            print(f"| {'contestant':18} | mAP           | micro-F1      | macro-F1 | train s | micro/macro-F1 at 0.5 |")
+            print("|" + "|".join("-" * width for width in (20, 15, 15, 10, 9, 23)) + "|")
             for name in names:
                 mine = [row for row in here if row["contestant"] == name]
                 flat = (f"{mean(mine, 'micro_f1_at_0.5'):.3f} / {mean(mine, 'macro_f1_at_0.5'):.3f}"
                         if "micro_f1_at_0.5" in mine[0] else "")
-                print(f"| {name:18} | {mean(mine, 'mAP'):.3f} | {mean(mine, 'micro_f1'):8.3f} | "
-                      f"{mean(mine, 'macro_f1'):8.3f} | {mean(mine, 'seconds'):7.1f} | {flat:21} |")
-        print(f"\n{mode}: mean gain over '{reference}' across sets and seeds (time: mean ratio)")
-        print("| contestant         | mAP    | micro-F1 | macro-F1 | time  |")
-        print("|--------------------|--------|----------|----------|-------|")
-        for name in names[1:]:
-            gains = {key: [] for key in (*METRICS, "time")}
-            for row in (row for row in rows if row["contestant"] == name):
-                base = next(other for other in rows if other["contestant"] == reference
-                            and other["set"] == row["set"] and other["seed"] == row["seed"])
-                for key in METRICS:
-                    gains[key].append(row[key] - base[key])
-                gains["time"].append(row["seconds"] / base["seconds"])
-            print(f"| {name:18} | {np.mean(gains['mAP']):+.3f} | {np.mean(gains['micro_f1']):+8.3f} | "
-                  f"{np.mean(gains['macro_f1']):+8.3f} | {np.mean(gains['time']):.2f}x |")
+                print(f"| {name:18} | {shown([row['mAP'] for row in mine])} | "
+                      f"{shown([row['micro_f1'] for row in mine])} | {mean(mine, 'macro_f1'):8.3f} | "
+                      f"{mean(mine, 'seconds'):7.1f} | {flat:21} |")
+        for versus in dict.fromkeys([reference, "multitag-trainer"]):
+            others = [name for name in names if name != versus]
+            if versus not in names or not others:
+                continue
+            print(f"\n{mode}: gain over '{versus}', run by run (same set and seed): mean ± standard error over all "
+                  "runs, then per set (mAP / micro-F1); time: mean ratio")
+            print("| contestant         | mAP            | micro-F1       | macro-F1 | time  | "
+                  + " | ".join(sets) + " |")
+            print("|--------------------|----------------|----------------|----------|-------|"
+                  + "|".join("-" * (len(name) + 2) for name in sets) + "|")
+            for name in others:
+                per_set = []
+                for set_name in sets:
+                    here = [row for row in rows if row["set"] == set_name]
+                    gains = [paired_gains(here, name, versus, key) for key in ("mAP", "micro_f1")]
+                    per_set.append(" / ".join(f"{np.mean(gain):+.3f}" if gain else "-" for gain in gains))
+                print(f"| {name:18} | {shown(paired_gains(rows, name, versus, 'mAP'), True)} | "
+                      f"{shown(paired_gains(rows, name, versus, 'micro_f1'), True)} | "
+                      f"{np.mean(paired_gains(rows, name, versus, 'macro_f1')):+8.3f} | "
+                      f"{np.mean(paired_gains(rows, name, versus, 'seconds')):.2f}x | " + " | ".join(per_set) + " |")
+        print_refit_thresholds(mode, rows)
+
+
+def print_refit_thresholds(mode, rows):
+    """How the thresholds chosen before the held-out images trained fare on the final model (test F1)."""
+    refitted = [row for row in rows if "micro_f1[carried]" in row]
+    if not refitted:
+        return
+    alternatives = sorted({key[len("micro_f1["):-1] for row in refitted for key in row if key.startswith("micro_f1[")})
+    print(f"\n{mode}: thresholds after the held-out images trained too, test micro-F1 / macro-F1 (mean ± s.e. "
+          f"over {len(refitted)} runs of train.py)")
+    print("| thresholds | micro-F1 | macro-F1 | micro-F1 gain over carried |")
+    print("|---|---|---|---|")
+    for name in alternatives:
+        gains = [row[f"micro_f1[{name}]"] - row["micro_f1[carried]"] for row in refitted]
+        print(f"| {name} | {shown([row[f'micro_f1[{name}]'] for row in refitted])} | "
+              f"{shown([row[f'macro_f1[{name}]'] for row in refitted])} | {shown(gains, True)} |")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", action="store_true", help="every set, seed and mode (see --sets, --seeds, --mode)")
+    parser.add_argument("--suite", action="store_true", help="every set, seed and mode (see --sets, --seeds, --modes)")
     parser.add_argument("--set", choices=SETS, help="one set from scratch, one seed (--seed)")
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS), help="the suite's sets")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="the suite's seeds")
-    parser.add_argument("--mode", choices=("scratch", "finetune", "both"), default="both")
-    parser.add_argument("--weights", type=Path, default=default_weights_path(ARCH),
-                        help="pretrained stand-in for fine-tuning (bench/pretrain.py writes it)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="the suite's seeds")
+    parser.add_argument("--modes", nargs="+", choices=("scratch", *STAND_INS), default=["scratch", *STAND_INS],
+                        help="from scratch, and fine-tuning from the far and the close stand-in (bench/pretrain.py "
+                             "--task far / close)")
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=FLAGS",
                         help='another contestant: train.py with these flags, e.g. "bce=--loss bce"; '
                              '"finetune:NAME=FLAGS" or "scratch:NAME=FLAGS" for one mode only')
+    parser.add_argument("--train", type=int, help=f"training pictures per set (default: {SCRATCH_TRAIN} from scratch, "
+                                                  f"{FINETUNE_TRAIN} fine-tuning)")
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs for every contestant")
     parser.add_argument("--quick", action="store_true",
                         help="only the plain loop and train.py's defaults (no fp32, head-only or --freeze-backbone)")
@@ -271,17 +339,16 @@ def main():
     parser.add_argument("--lr", type=float, default=2e-3, help="with --plain-loop")
     parser.add_argument("--batch-size", type=int, default=64, help="with --plain-loop")
     parser.add_argument("--head-only", action="store_true", help="with --plain-loop")
+    parser.add_argument("--weights", default="none", help="with --plain-loop: none, or a stand-in's state dict")
     args = parser.parse_args()
     if args.plain_loop:
-        args.weights = str(args.weights)
         return train_plain_loop(*args.plain_loop, args)
     if args.results:
         return print_tables(json.loads(args.results.read_text()))
     if not (args.suite or args.set):
         parser.error("choose --suite or --set")
     if args.set:
-        args.sets, args.seeds, args.mode = [args.set], [args.seed], "scratch"
-    args.modes = ["scratch", "finetune"] if args.mode == "both" else [args.mode]
+        args.sets, args.seeds, args.modes = [args.set], [args.seed], ["scratch"]
     args.extra = [entry.split("=", 1) for entry in args.extra]
     args.environment = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
     started = time.perf_counter()

@@ -9,6 +9,8 @@ install offline, each split so that every test item is one that training never s
 | fontawesome | Font Awesome's glyphs, solid and regular style, RGBA   | ~130, sparse long tail: search terms  |
 | icons       | full-colour icons of 3 Debian themes (Oxygen, GNOME,   | ~130: context folder and the words of |
 |             | elementary), RGBA                                      | the icon's names and aliases          |
+| renditions  | the same icon names drawn anew by each theme at 16,    | as icons                              |
+|             | 22, 32 and 48 px: up to 12 renditions of one concept   |                                       |
 
 An item is one glyph (fontawesome) or one icon name (icons); all its pictures, whatever their
 style, theme or size, land on the same side of the split. Tags are kept when at least
@@ -39,7 +41,7 @@ from bench.digit_mosaics import write_mosaics  # noqa: E402
 from common.files import write_text_atomically  # noqa: E402
 from common.tagfiles import default_tag_file, format_tags  # noqa: E402
 
-SETS = ("digits", "fontawesome", "icons")
+SETS = ("digits", "fontawesome", "icons", "renditions")
 SOURCES = Path(__file__).resolve().parent / ".data" / "sources"
 FONTAWESOME = "fontawesome-free==5.15.4"
 ICON_THEMES = {"oxygen-icon-theme": "oxygen", "gnome-icon-theme": "gnome",

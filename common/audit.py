@@ -138,6 +138,10 @@ def held_out_predictions(model_path, folder, device, precision, batch_size, work
         raise UserError(f"none of the validation images listed in {split_path} is in {folder}: the model held none out "
                         "(--val-fraction 0), or the folder is not the one it was trained on")
     checkpoint = load_checkpoint(model_path)
+    if "validated_epoch" in checkpoint.get("metrics", {}):
+        raise UserError(f"{model_path} trained on its validation images too, in its last epochs (train.py "
+                        "--refit-epochs), so it cannot judge them: run the audit without --from-model, or train "
+                        "the model to judge with --refit-epochs 0")
     tags = checkpoint["tags"]
     images = [folder / name for name in names]
     truth = [read_tag_file(tag_file) if (tag_file := find_tag_file(image)) else [] for image in images]

@@ -1,6 +1,7 @@
 """One pass over a loader: a training epoch (forward, loss, backward, step) and a prediction
 pass that returns every image's probabilities."""
 
+import itertools
 import math
 from typing import NamedTuple
 
@@ -32,12 +33,13 @@ def full_batches(loader):
 
 
 def train_one_epoch(model, loader, loss_function, optimizer, scheduler, scaler, device, precision, unreadable,
-                    description):
-    """One pass over the loader; returns (mean training loss, number of images used), over every
-    process under torchrun."""
+                    description, steps=None):
+    """One pass over the loader, or its first `steps` batches; returns (mean training loss, number
+    of images used), over every process under torchrun."""
     model.train()
     total_loss, total_images = 0.0, 0
-    for step, batch in enumerate(progress(loader, description)):
+    batches = loader if steps is None else itertools.islice(loader, steps)
+    for step, batch in enumerate(progress(batches, description, total=steps)):
         batch = decode_on_device(batch, loader.dataset, device)
         unreadable.add(loader.dataset, batch.unreadable)
         usable = step < full_batches(loader) and batch.images is not None and len(batch.images) >= 2

@@ -52,6 +52,14 @@ class DecodedImages(Dataset):
         reasons = {new: self.reasons[old] for new, old in enumerate(positions) if old in self.reasons}
         return DecodedImages(images, self.pixels[torch.as_tensor(positions, dtype=torch.long)], reasons, transform)
 
+    def rows(self, start, stop, transform):
+        """The images from `start` to `stop`, sharing this one's kept pixels (no copy)."""
+        images = ImageTagDataset(self.paths[start:stop], self.images.transform,
+                                 None if self.targets is None else self.targets[start:stop],
+                                 decode_size=self.images.decode_size)
+        reasons = {old - start: reason for old, reason in self.reasons.items() if start <= old < stop}
+        return DecodedImages(images, self.pixels[start:stop], reasons, transform)
+
     def __getitems__(self, positions):
         """A whole batch at once, which the DataLoader asks for instead of image by image: without
         augmentation, one gather of the kept pixels and targets and nothing per image (collate_readable
@@ -73,7 +81,10 @@ def decode_into_memory(images: ImageTagDataset, image_size, transform, workers, 
     decoding.transform, decoding.decode_size, decoding.targets = decode_transform(image_size), image_size, None
     pixels = torch.zeros((len(decoding), 3, image_size, image_size), dtype=torch.uint8)
     reasons = {}
-    loader = DataLoader(decoding, batch_size=64, num_workers=workers, collate_fn=collate_readable)
+    # its own generator: decoding draws nothing from the global one, so the model's initial weights
+    # that follow depend on --seed alone, however the images were decoded
+    loader = DataLoader(decoding, batch_size=64, num_workers=workers, collate_fn=collate_readable,
+                        generator=torch.Generator())
     for batch in progress(loader, description):
         reasons.update(batch.unreadable)
         if batch.images is not None:

@@ -24,30 +24,38 @@ def keeps_images_in_memory(args, image_count, processes, for_training):
             and cache_size_mb(image_count, args.image_size) <= args.cache_mb)
 
 
-def make_loaders(args, paths, targets, split, device, augment, processes, for_training=True, decoded=None):
-    """Training and validation loaders; for_training=False reads the training images once, in order
-    (to compute features from them). Under torchrun each process loads its own share: a fresh
-    random share of the training images each epoch (DistributedSampler), and a fixed consecutive
-    share of the validation images, whose predictions are then gathered. decoded: every image of
-    `paths` already decoded at the run's size (a DecodedImages), to take the pixels from."""
+def make_loaders(args, paths, targets, split, device, augment, processes, for_training=True, decoded=None,
+                 with_refit=False):
+    """Training and validation loaders, and with_refit a third over both parts (for the last
+    epochs, when the held-out images train too; None without validation images). for_training=False
+    reads the training images once, in order (to compute features from them). Under torchrun
+    each process loads its own share: a fresh random share of the training images each epoch
+    (DistributedSampler), and a fixed consecutive share of the validation images, whose
+    predictions are then gathered. decoded: every image of `paths` already decoded at the run's
+    size (a DecodedImages), to take the pixels from."""
     in_memory = decoded is not None or keeps_images_in_memory(args, len(split[0]) + len(split[1]), processes,
                                                                for_training)
     decode = resolve_decode(getattr(args, "decode", "cpu"), device)
+    with_refit = with_refit and bool(split[1]) and for_training
+    both = list(split[0]) + list(split[1])
+    whole = None  # both parts decoded at once, training images first, when they are kept in memory
+    if in_memory and decoded is None:
+        dataset = ImageTagDataset([paths[p] for p in both], decode_transform(args.image_size), targets[both],
+                                  decode_size=args.image_size)
+        whole = decode_into_memory(dataset, args.image_size, kept_pixels_transform(args.image_size, False),
+                                   args.workers)
 
-    def images(positions, augmented):
-        if decoded is not None:
+    def images(positions, augmented, start=0):
+        if whole is not None:  # a view of the kept pixels: the parts share them
+            kept = whole.rows(start, start + len(positions), kept_pixels_transform(args.image_size, augmented))
+        elif decoded is not None:
             kept = decoded.subset(positions, kept_pixels_transform(args.image_size, augmented))
-            kept.flip_on_device = augmented
-            return kept
-        chosen = [paths[p] for p in positions]
-        if decode == "gpu" and not augmented and not in_memory:  # JPEGs decoded in batches on the GPU
-            return EncodedJpegs(chosen, args.image_size, targets[positions])
-        dataset = ImageTagDataset(chosen, (train_transform if augmented else decode_transform)(args.image_size),
-                                  targets[positions], decode_size=args.image_size)  # JPEGs decode small
-        if not in_memory:
-            return dataset
-        kept = decode_into_memory(dataset, args.image_size, kept_pixels_transform(args.image_size, augmented),
-                                  args.workers)
+        else:
+            chosen = [paths[p] for p in positions]
+            if decode == "gpu" and not augmented:  # JPEGs decoded in batches on the GPU
+                return EncodedJpegs(chosen, args.image_size, targets[positions])
+            return ImageTagDataset(chosen, (train_transform if augmented else decode_transform)(args.image_size),
+                                   targets[positions], decode_size=args.image_size)  # JPEGs decode small
         kept.flip_on_device = augmented  # train_one_epoch mirrors the batch there (random_flips)
         return kept
 
@@ -57,21 +65,26 @@ def make_loaders(args, paths, targets, split, device, augment, processes, for_tr
         return DataLoader(dataset, batch_size=args.batch_size, num_workers=workers, collate_fn=collate_readable,
                           pin_memory=device.type == "cuda", persistent_workers=workers > 0, **options)
 
+    def shuffled(dataset):
+        if processes.is_distributed:
+            sampler = DistributedSampler(dataset, processes.world_size, processes.rank, shuffle=True, seed=args.seed)
+            return loader(dataset, augment, sampler=sampler)
+        return loader(dataset, augment, shuffle=True, generator=torch.Generator().manual_seed(args.seed))
+
     # No drop_last: every image is decoded every epoch, so each unreadable one is named in the
     # first. train_one_epoch leaves out the last, partial batch itself (see full_batches).
     if not for_training:
         train_loader = loader(images(contiguous_shard(split[0], processes), augment), augment)
-    elif processes.is_distributed:
-        train_set = images(split[0], augment)
-        sampler = DistributedSampler(train_set, processes.world_size, processes.rank, shuffle=True, seed=args.seed)
-        train_loader = loader(train_set, augment, sampler=sampler)
     else:
-        train_loader = loader(images(split[0], augment), augment, shuffle=True,
-                              generator=torch.Generator().manual_seed(args.seed))
-    validation = contiguous_shard(split[1], processes)
-    validation_loader = loader(images(validation, False), False) if split[1] else None
+        train_loader = shuffled(images(split[0], augment))
+    validation_loader = None
+    if split[1]:
+        validation = contiguous_shard(split[1], processes)
+        # (kept in memory only outside torchrun, where the shard is the whole validation part)
+        validation_loader = loader(images(validation, False, start=len(split[0])), False)
+    refit_loader = shuffled(images(both, augment)) if with_refit else None
     if in_memory:
         kept_mb = cache_size_mb(len(split[0]) + len(split[1]), args.image_size)
         print(f"images: decoded once and kept in memory ({kept_mb:.0f} MB of --cache-mb {args.cache_mb}); later "
               "epochs decode nothing")
-    return train_loader, validation_loader
+    return train_loader, validation_loader, refit_loader

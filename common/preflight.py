@@ -26,6 +26,10 @@ def check_training_settings(args, paths):
             check_output_file(paths[key], what)
     if args.index_cache:
         check_output_file(args.index_cache, "--index-cache file")
+    refit = getattr(args, "refit_epochs", 0)
+    if refit != "auto" and refit and args.val_fraction and refit >= args.epochs:
+        raise UserError(f"--refit-epochs {refit} leaves none of the {args.epochs} epochs to validate: give fewer "
+                        f"than --epochs, or auto")
     check_group_settings(args)  # before the weights, whose check may wait on a download
     check_architecture(args.arch, args.image_size, args.weights)
 

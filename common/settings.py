@@ -35,6 +35,7 @@ ENVIRONMENT_KEYS = {
     "device": "DEVICE",
     "lr": "LEARNING_RATE",
     "val_fraction": "VAL_FRACTION",
+    "refit_epochs": "REFIT_EPOCHS",
     "seed": "SEED",
     "workers": "WORKERS",
     "threshold": "THRESHOLD",
@@ -100,6 +101,22 @@ def whole_number(minimum, maximum=None):
         return value
 
     parse.__name__ = "whole number"
+    return parse
+
+
+def auto_or_whole_number(minimum):
+    """An argparse type: 'auto' or an integer from `minimum`."""
+    parse_number = whole_number(minimum)
+
+    def parse(text):
+        if text.strip().lower() == "auto":
+            return "auto"
+        try:
+            return parse_number(text)
+        except argparse.ArgumentTypeError as error:
+            raise argparse.ArgumentTypeError(f"{error}; give auto or a whole number") from None
+
+    parse.__name__ = "auto or a whole number"
     return parse
 
 

@@ -37,6 +37,16 @@ from common.reports import REPORT_COLUMNS, format_tag_report, plot_precision_rec
 # of a 35-s fine-tuning run. A crash loses at most this much training.
 STATE_SAVE_INTERVAL = 60
 
+# --refit-epochs auto: the share of the epochs, at the end, in which the held-out images train too
+# (after they chose the thresholds), so that the model learns from every image (bench/README.md)
+REFIT_SHARE = 0.3
+# ... when the last validated epoch's mAP is within this of the best: a few dozen held-out images rank
+# epochs only roughly (single runs differ by about two points), and the last ones of a cosine
+# schedule are seldom worse than an earlier peak by more than that (bench/README.md)
+REFIT_TOLERANCE = 0.02
+# Which thresholds the final model keeps after those epochs (see thresholds_after_refit)
+REFIT_THRESHOLDS = "carried"
+
 
 @dataclass
 class TrainingRun:
@@ -50,6 +60,7 @@ class TrainingRun:
     trainable: torch.nn.Module  # the whole model, or only its head with --freeze-backbone
     train_loader: DataLoader
     validation_loader: DataLoader | None
+    refit_loader: DataLoader | None  # training and held-out images, for the last epochs (see hand_over)
     device: torch.device
     precision: str
     unreadable: UnreadableImages = field(default_factory=UnreadableImages)
@@ -58,6 +69,10 @@ class TrainingRun:
     epochs_done: int = 0
     processes: Processes = field(default_factory=Processes)
     state_saved_at: float = field(default_factory=time.monotonic)
+    # Once the last epochs begin: {"active": False} when the held-out images keep validating, else
+    # {"active": True, "epoch": the last validated one, "thresholds": chosen then, "targets",
+    # "probabilities" and "positions": the held-out predictions they were chosen on}
+    refit: dict | None = None
 
     def __post_init__(self):
         self.loss_function = make_loss(self.args.loss)
@@ -90,7 +105,7 @@ class TrainingRun:
         save_training_state({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                              "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                              "epochs_done": self.epochs_done, "best": self.best, "history": self.history,
-                             "vocabulary": self.vocabulary, "split": self.split_names,
+                             "vocabulary": self.vocabulary, "split": self.split_names, "refit": self.refit,
                              "settings": settings_of(self.args)}, self.paths["last.pth"])
 
     def restore(self, state):
@@ -106,6 +121,7 @@ class TrainingRun:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epochs_done, self.best, self.history = state["epochs_done"], state["best"], state["history"]
+        self.refit = state.get("refit")
         print(f"resuming after epoch {self.epochs_done} (best so far: epoch {self.best and self.best['epoch']})")
 
 
@@ -116,7 +132,8 @@ def build_training_run(args, data, split, split_names, small_input, device, prec
     decoded: the images already decoded in memory (see make_loaders)."""
     paths_of_images, targets, vocabulary = data
     loaders = make_loaders(args, paths_of_images, targets, split, device, augments(args), processes,
-                           for_training=not args.freeze_backbone, decoded=decoded)
+                           for_training=not args.freeze_backbone, decoded=decoded,
+                           with_refit=refit_epoch_count(args) > 0)
     model = build_model(args.arch, len(vocabulary), args.weights, small_input=small_input).to(device)
     if args.sync_batchnorm and processes.is_distributed:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -130,7 +147,7 @@ def build_training_run(args, data, split, split_names, small_input, device, prec
         if not is_pretrained(args.weights):
             print("warning: --freeze-backbone with --weights none trains the last layer on random features; "
                   "it is meant for pretrained weights")
-        loaders = cache_features(model, loaders, args, device, precision, unreadable, processes)
+        loaders = [*cache_features(model, loaders[:2], args, device, precision, unreadable, processes), None]
         trainable = model.get_submodule(classifier_head_name(model))
     return TrainingRun(args, paths or {}, vocabulary, split_names, model, trainable, *loaders, device, precision,
                        unreadable=unreadable, processes=processes)
@@ -151,24 +168,38 @@ def announce_unreadable(run):
 
 def format_epoch_line(row, epochs):
     line = f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs} | train loss {row['train_loss']:.4f}"
-    if "mAP" in row:
+    if row.get("refit"):
+        line += " | held-out images train too, no validation"
+    elif "mAP" in row:
         line += (f" | val loss {row['val_loss']:.4f} | mAP {row['mAP']:.3f} | micro-F1 {row['micro_f1']:.3f}"
                  f" | macro-F1 {row['macro_f1']:.3f} | TP {row['tp']} FP {row['fp']} FN {row['fn']} TN {row['tn']}")
     return line + f" | {row['seconds']:.0f} s" + (" | saved" if row["saved"] else "")
 
 
-def run_epoch(run, epoch):
-    """Train one epoch and validate; returns the epoch's row, whose "saved" says whether it is the
-    best so far (and then also run.best)."""
-    if isinstance(run.train_loader.sampler, DistributedSampler):
-        run.train_loader.sampler.set_epoch(epoch)  # a different shuffle each epoch, the same in every process
-    elif run.train_loader.generator is not None:
+def shuffle_for_epoch(loader, seed, epoch):
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)  # a different shuffle each epoch, the same in every process
+    elif loader.generator is not None:
         # each epoch's shuffle follows from the seed and the epoch alone, so that a resumed run draws
         # the same batches as the uninterrupted run would have
-        run.train_loader.generator.manual_seed(run.args.seed * 1_000_003 + epoch)
+        loader.generator.manual_seed(seed * 1_000_003 + epoch)
+
+
+def run_epoch(run, epoch):
+    """Train one epoch and validate; returns the epoch's row, whose "saved" says whether it is the
+    best so far (and then also run.best). In the last epochs after hand_over, the epoch trains on
+    the training and held-out images together, as many steps as any other, and validates nothing."""
+    refitting = bool(run.refit and run.refit["active"])
+    loader = run.refit_loader if refitting else run.train_loader
+    shuffle_for_epoch(loader, run.args.seed, epoch)
     train_loss, images_seen = train_one_epoch(
-        run.train_module, run.train_loader, run.loss_function, run.optimizer, run.scheduler, run.scaler, run.device,
-        run.precision, run.unreadable, f"epoch {epoch}/{run.args.epochs}")
+        run.train_module, loader, run.loss_function, run.optimizer, run.scheduler, run.scaler, run.device,
+        run.precision, run.unreadable, f"epoch {epoch}/{run.args.epochs}",
+        steps=full_batches(run.train_loader) if refitting else None)
+    if refitting:  # the model to keep is the latest; its figures stay those of the last validated epoch
+        run.best = {**run.best, "epoch": epoch, "validated_epoch": run.refit["epoch"]}
+        return {"epoch": epoch, "train_loss": train_loss, "lr": run.scheduler.get_last_lr()[0], "refit": True,
+                "saved": True}
     if images_seen == 0:
         training_images = set(run.train_loader.dataset.paths)
         if training_images <= set(announce_unreadable(run)):
@@ -205,6 +236,8 @@ def fit(run):
                 print(f"stopping early: validation mAP has not improved for {run.args.patience} epochs")
                 break
             started = time.time()
+            if epoch == first_refit_epoch(run) and run.refit is None:
+                hand_over(run)
             row = run_epoch(run, epoch)
             row["seconds"] = time.time() - started
             # The epoch is done and recorded before its model is written, so that a Ctrl-C during the
@@ -216,7 +249,8 @@ def fit(run):
                 row["seconds"] = time.time() - started  # with the writing
             print(format_epoch_line(row, run.args.epochs))
             if run.processes.is_main:
-                write_rows(run.paths["metrics.csv"], run.history, list(row))
+                columns = dict.fromkeys(key for earlier in run.history for key in earlier)  # refit rows lack some
+                write_rows(run.paths["metrics.csv"], run.history, list(columns))
             if (epoch == run.args.epochs or patience_ran_out(run)
                     or time.monotonic() - run.state_saved_at >= STATE_SAVE_INTERVAL):
                 run.save_state()
@@ -232,6 +266,44 @@ def fit(run):
         print(f"\ninterrupted: {best}; `python train.py --resume` with the same settings continues the run")
         raise SystemExit(130)
     announce_unreadable(run)
+
+
+def refit_epoch_count(args):
+    """How many of the last epochs also train on the held-out images (--refit-epochs): auto is
+    REFIT_SHARE of them; none without held-out images or with --freeze-backbone (cached features)."""
+    if not args.val_fraction or args.freeze_backbone:
+        return 0
+    setting = getattr(args, "refit_epochs", 0)  # (the label audit's runs have none)
+    return min(int(args.epochs * REFIT_SHARE) if setting == "auto" else setting, args.epochs - 1)
+
+
+def first_refit_epoch(run):
+    count = refit_epoch_count(run.args) if run.refit_loader is not None else 0
+    return run.args.epochs - count + 1 if count else None
+
+
+def hand_over(run):
+    """Before the last epochs: when validation mAP is still at its best (within REFIT_TOLERANCE), the
+    held-out images, having chosen the thresholds, join the training images, so that the model users
+    get has learned from every image. When it fell further from an earlier peak, they keep
+    validating, and the best epoch is kept."""
+    last = run.history[-1] if run.history else {}
+    predictions = None
+    if "mAP" in last and last["mAP"] >= run.best["mAP"] - REFIT_TOLERANCE:
+        predictions = predict(run.trainable, run.validation_loader, run.device, run.precision, run.unreadable)
+    if predictions is None or predictions.targets is None:
+        run.refit = {"active": False}
+        print(f"the held-out images keep validating to the end: validation mAP peaked at epoch "
+              f"{run.best and run.best.get('epoch')} and has fallen by more than {REFIT_TOLERANCE} since")
+        return
+    thresholds = calibrate_thresholds(predictions.targets, predictions.probabilities)
+    run.refit = {"active": True, "epoch": last["epoch"], "thresholds": thresholds.tolist(),
+                 **{name: torch.from_numpy(np.asarray(getattr(predictions, name)))
+                    for name in ("targets", "probabilities", "positions")}}
+    later = (f"epoch {run.args.epochs}" if last["epoch"] + 1 == run.args.epochs
+             else f"epochs {last['epoch'] + 1}-{run.args.epochs}")
+    print(f"{later}: the {len(predictions.targets)} held-out images train too, having chosen the thresholds at "
+          f"epoch {last['epoch']} (--refit-epochs)")
 
 
 def patience_ran_out(run):
@@ -257,7 +329,10 @@ def finish(run):
         plot_training_curves(run.history, run.paths["curves.png"])
         run.paths["last.pth"].unlink(missing_ok=True)  # the run is complete: nothing left to resume
     summary = ", ".join(f"{name} {metrics[name]:.3f}" for name in ("mAP", "micro_f1", "macro_f1") if name in metrics)
-    print(f"saved the model from epoch {metrics['epoch']} ({summary or 'no validation set'}) to {run.paths['model']}")
+    validated = (f"; the held-out images trained after epoch {metrics['validated_epoch']}, whose validation this is"
+                 if "validated_epoch" in metrics else "")
+    print(f"saved the model from epoch {metrics['epoch']} ({summary or 'no validation set'}{validated}) to "
+          f"{run.paths['model']}")
     print(f"saved the tag list ({len(run.vocabulary)} tags) to {run.paths['tags']}; the report "
           f"{run.paths['report.html'].name}, curves, tables and the split are beside the model")
     if run.split_names.get(LEAKED):
@@ -270,9 +345,15 @@ def calibrate(run, writes):
     report files; returns the final metrics."""
     metrics = dict(run.best)
     if run.validation_loader is not None and "mAP" in metrics:
-        _, targets, probabilities, positions = predict(run.trainable, run.validation_loader, run.device,
-                                                       run.precision, run.unreadable)
-        thresholds = calibrate_thresholds(targets, probabilities)
+        refit = None
+        if run.refit and run.refit["active"]:  # chosen on the held-out images before they trained
+            targets, probabilities, positions = (run.refit[name].numpy() for name in
+                                                 ("targets", "probabilities", "positions"))
+            thresholds, refit = thresholds_after_refit(run, targets, probabilities, np.array(run.refit["thresholds"]))
+        else:
+            _, targets, probabilities, positions = predict(run.trainable, run.validation_loader, run.device,
+                                                           run.precision, run.unreadable)
+            thresholds = calibrate_thresholds(targets, probabilities)
         calibrated = evaluate(targets, probabilities, thresholds)
         print(f"calibrated per-tag thresholds on the validation set: micro-F1 {metrics['micro_f1']:.3f} -> "
               f"{calibrated['micro_f1']:.3f}, macro-F1 {metrics['macro_f1']:.3f} -> {calibrated['macro_f1']:.3f} "
@@ -286,10 +367,36 @@ def calibrate(run, writes):
             write_run_report(run, (targets, probabilities, positions, thresholds, report))
             write_rows(run.paths["report.csv"], report, REPORT_COLUMNS)
             plot_precision_recall(targets, probabilities, run.vocabulary, run.paths["pr.png"])
-            calibration = {"thresholds": thresholds.tolist(), "folded_into_head": True}
+            calibration = {"thresholds": thresholds.tolist(), "folded_into_head": True,
+                           **({"refit": refit} if refit else {})}
             save_checkpoint(run.checkpoint(metrics, [0.5] * len(run.vocabulary), calibration=calibration),
                             run.paths["model"])
     return metrics
+
+
+def thresholds_after_refit(run, targets, before, thresholds):
+    """The thresholds for the final model, from those chosen on the held-out predictions `before`
+    the held-out images trained (see REFIT_THRESHOLDS), and what the others would have been:
+    carried (unchanged), shifted (each tag's by the mean change of its held-out logits since) and
+    recalibrated (chosen again on the final model's held-out predictions, which have now been
+    trained on). Returns (thresholds, {"from_epoch", "alternatives", "chosen"})."""
+    _, _, after, positions = predict(run.trainable, run.validation_loader, run.device, run.precision, run.unreadable)
+    if after is None or len(after) != len(before):  # (images that became unreadable since: keep them)
+        after = before
+    else:
+        after = after[np.argsort(positions)][np.argsort(np.argsort(run.refit["positions"].numpy()))]
+    logit = torch.logit(torch.from_numpy(np.stack([before, after])).double().clamp(1e-6, 1 - 1e-6)).numpy()
+    shift = (logit[1] - logit[0]).mean(0)
+    carried = torch.logit(torch.from_numpy(thresholds).double().clamp(1e-4, 1 - 1e-4)).numpy()
+    alternatives = {"carried": thresholds, "shifted": np.round(1 / (1 + np.exp(-(carried + shift))), 4),
+                    "recalibrated": calibrate_thresholds(targets, after)}
+    chosen = alternatives[REFIT_THRESHOLDS]
+    print(f"the held-out images trained in epochs {run.refit['epoch'] + 1}-{run.epochs_done}: their logits moved by "
+          f"{np.abs(shift).mean():.2f} per tag on average; thresholds: {REFIT_THRESHOLDS} from epoch "
+          f"{run.refit['epoch']}")
+    return chosen, {"from_epoch": run.refit["epoch"], "chosen": REFIT_THRESHOLDS,
+                    "mean_logit_shift": float(np.abs(shift).mean()),
+                    "alternatives": {name: np.asarray(value).tolist() for name, value in alternatives.items()}}
 
 
 def write_run_report(run, validation=None):
@@ -313,11 +420,15 @@ def write_run_report(run, validation=None):
             print(f"note: the report shows the quick look instead of the audit: {error}")
     best = run.best or {}
     scores = ", ".join(f"{name} {best[name]:.3f}" for name in ("mAP", "micro_f1", "macro_f1") if name in best)
+    refitted = (f", then the held-out images trained too, to epoch {best['epoch']}" if "validated_epoch" in best
+                else "")
+    if refitted:
+        best = {**best, "epoch": best["validated_epoch"]}
     groups = run.split_names.get("groups", [])
     grouped = f"; {len(groups)} groups of related images ({sum(map(len, groups))} images) kept on one side"
     summary = (f"{run.args.arch} at {run.args.image_size} px, weights {run.args.weights}, {len(run.history)} epoch(s) "
                f"on {len(run.split_names['train'])} images of {run.args.data}; best epoch {best.get('epoch')}"
-               f"{' (' + scores + ' at a 0.5 threshold)' if scores else ''}; {len(names)} validation images"
+               f"{' (' + scores + ' at a 0.5 threshold)' if scores else ''}{refitted}; {len(names)} validation images"
                f"{grouped if groups else ''}; suspect labels: {doubted}; {datetime.datetime.now():%Y-%m-%d %H:%M}")
     model = run.paths["model"]
     data = report_data(f"{model.name}: training report", run.history, rows, names, image_paths, targets,

@@ -31,7 +31,7 @@ def test_training_keeps_images_in_memory_only_within_the_budget(shapes_dataset, 
     args = settings("--data", root / "train", *FAST_TRAINING, "--cache-mb", budget)
     paths, targets, _ = load_training_data(args, Processes())
     split = split_train_validation(targets, 0.25, seed=0)
-    train_loader, validation_loader = make_loaders(args, paths, targets, split, torch.device("cpu"), False,
+    train_loader, validation_loader, _ = make_loaders(args, paths, targets, split, torch.device("cpu"), False,
                                                    Processes())
     expected = DecodedImages if kept else ImageTagDataset
     assert isinstance(train_loader.dataset, expected) and isinstance(validation_loader.dataset, expected)
@@ -45,7 +45,7 @@ def test_images_read_for_features_come_once_and_in_order(shapes_dataset):
     args = settings("--data", root / "train", *FAST_TRAINING)
     paths, targets, _ = load_training_data(args, Processes())
     split = split_train_validation(targets, 0.25, seed=0)
-    train_loader, _ = make_loaders(args, paths, targets, split, torch.device("cpu"), False, Processes(),
+    train_loader, *_ = make_loaders(args, paths, targets, split, torch.device("cpu"), False, Processes(),
                                    for_training=False)
     assert isinstance(train_loader.dataset, ImageTagDataset)  # read once: nothing to keep
     seen = torch.cat([batch.indices for batch in train_loader]).tolist()
