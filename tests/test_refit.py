@@ -50,20 +50,26 @@ def test_the_held_out_images_train_in_the_last_epochs_once_they_chose_the_thresh
     assert refused.returncode == 2 and "trained on its validation images too" in refused.stderr
 
 
-def test_when_validation_peaked_before_the_last_epochs_the_held_out_images_keep_validating(shapes_dataset, tmp_path,
-                                                                                          capsys):
-    root, _ = shapes_dataset
+def run_with_an_earlier_best(root, model, lead):
+    """Three epochs, the last on every image if it hands over: epochs 1 and 2 trained and validated,
+    then, as if epoch 1 had validated better than epoch 2 by `lead` mAP, the rest of fit()."""
     args = train_script.get_args_parser().parse_settings(
-        ["--data", str(root / "train"), "--model", str(tmp_path / "m.pth"), *FAST_TRAINING, "--epochs", "3",
-         "--refit-epochs", "1"], use_environment=False)
+        ["--data", str(root / "train"), "--model", str(model), *FAST_TRAINING, "--epochs", "3", "--refit-epochs", "1"],
+        use_environment=False)
     run = train_script.prepare_run(args)
     for epoch in (1, 2):
         run.history.append(common.training_loop.run_epoch(run, epoch))
         run.epochs_done = epoch
-    # as if epoch 1 had validated clearly better than epoch 2 (by more than the tolerance)
     run.best = {key: value for key, value in run.history[0].items() if key not in ("saved", "lr")}
-    run.best["mAP"] = run.history[1]["mAP"] + 2 * common.training_loop.REFIT_TOLERANCE
+    run.best["mAP"] = run.history[1]["mAP"] + lead
     fit(run)
+    return run
+
+
+def test_when_validation_peaked_before_the_last_epochs_the_held_out_images_keep_validating(shapes_dataset, tmp_path,
+                                                                                          capsys):
+    root, _ = shapes_dataset
+    run = run_with_an_earlier_best(root, tmp_path / "m.pth", lead=2 * common.training_loop.REFIT_TOLERANCE)
     output = capsys.readouterr().out
     assert "keep validating to the end: validation mAP peaked at epoch 1" in output
     assert "held-out images train too" not in output and "mAP" in run.history[2] and not run.refit["active"]
@@ -71,16 +77,7 @@ def test_when_validation_peaked_before_the_last_epochs_the_held_out_images_keep_
 
 def test_a_last_validated_epoch_within_the_tolerance_of_an_earlier_best_hands_over(shapes_dataset, tmp_path, capsys):
     root, _ = shapes_dataset
-    args = train_script.get_args_parser().parse_settings(
-        ["--data", str(root / "train"), "--model", str(tmp_path / "m.pth"), *FAST_TRAINING, "--epochs", "3",
-         "--refit-epochs", "1"], use_environment=False)
-    run = train_script.prepare_run(args)
-    for epoch in (1, 2):
-        run.history.append(common.training_loop.run_epoch(run, epoch))
-        run.epochs_done = epoch
-    run.best = {key: value for key, value in run.history[0].items() if key not in ("saved", "lr")}
-    run.best["mAP"] = run.history[1]["mAP"] + common.training_loop.REFIT_TOLERANCE / 2  # a little better
-    fit(run)
+    run = run_with_an_earlier_best(root, tmp_path / "m.pth", lead=common.training_loop.REFIT_TOLERANCE / 2)
     assert "epoch 3: the" in capsys.readouterr().out and run.refit["active"] and run.refit["epoch"] == 2
 
 
