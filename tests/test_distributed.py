@@ -47,9 +47,22 @@ def distributed_run(tmp_path_factory):
     truth = write_demo_dataset(root / "shapes", train_count=240, infer_count=60, seed=3)
     (root / "shapes" / "train" / "broken.png").write_bytes(b"")  # one bad image must not stop any process
     (root / "shapes" / "train" / "broken.png.txt").write_text("red\n")
+    # --refit-epochs 0: the saved model is the validated one, which the metrics test scores again
     result = torchrun("train.py", "--data", root / "shapes" / "train", "--model", root / "models" / "m.pth",
-                      *FLAGS, "--epochs", "4", cwd=root)
+                      *FLAGS, "--epochs", "4", "--refit-epochs", "0", cwd=root)
     return root, truth, result
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_under_torchrun_the_held_out_images_train_in_the_last_epochs(tmp_path):
+    write_demo_dataset(tmp_path / "shapes", train_count=80, infer_count=0, seed=4)
+    result = torchrun("train.py", "--data", tmp_path / "shapes" / "train", "--model", tmp_path / "m.pth", *FLAGS,
+                      "--epochs", "2", "--refit-epochs", "1", cwd=tmp_path)
+    assert result.stdout.count("held-out images train too, no validation") == 1  # the main process prints it
+    checkpoint = load_checkpoint(tmp_path / "m.pth")
+    assert checkpoint["epoch"] == 2 and checkpoint["metrics"]["validated_epoch"] == 1
+    assert checkpoint["calibration"]["refit"]["from_epoch"] == 1
 
 
 @pytest.mark.slow
