@@ -381,10 +381,8 @@ def thresholds_after_refit(run, targets, before, thresholds):
     recalibrated (chosen again on the final model's held-out predictions, which have now been
     trained on). Returns (thresholds, {"from_epoch", "alternatives", "chosen"})."""
     _, _, after, positions = predict(run.trainable, run.validation_loader, run.device, run.precision, run.unreadable)
-    if after is None or len(after) != len(before):  # (images that became unreadable since: keep them)
-        after = before
-    else:
-        after = after[np.argsort(positions)][np.argsort(np.argsort(run.refit["positions"].numpy()))]
+    if after is None or not np.array_equal(positions, run.refit["positions"].numpy()):
+        after = before  # (images that became unreadable since: the thresholds stay as they were chosen)
     logit = torch.logit(torch.from_numpy(np.stack([before, after])).double().clamp(1e-6, 1 - 1e-6)).numpy()
     shift = (logit[1] - logit[0]).mean(0)
     carried = torch.logit(torch.from_numpy(thresholds).double().clamp(1e-4, 1 - 1e-4)).numpy()
