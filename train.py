@@ -48,7 +48,7 @@ learning_rate = 3e-3  # AdamW's peak step size, reached after the warm-up, then 
 backbone_lr = "auto"  # the pretrained layers' learning rate as a share of --lr; auto: 0.3 pretrained, 1 from scratch
 warmup_fraction = 0.1  # share of all steps spent raising the learning rate from zero
 weight_decay = 0.05  # AdamW's weight decay, for weights only (never biases or normalisation layers)
-augment = "off"  # on: random crops, flips and colour changes (in 10-epoch runs they cost quality) | off
+augment = "off"  # on: random crops, flips and colour changes (in 10-epoch runs they cost quality) | flip | off
 loss = "asl"  # asl (Asymmetric Loss: +2 to +5 mAP points over bce, bench/README.md) | bce (binary cross-entropy)
 arch = DEFAULT_ARCH  # any torchvision classifier: resnet18/34/50/101/152, efficientnet_b0, convnext_tiny, ...
 weights = "imagenet"  # imagenet (downloaded once) | none (train from scratch) | PATH to a .pth file
@@ -109,8 +109,9 @@ def get_args_parser():
     add("--loss", default=loss, choices=LOSS_CHOICES, help="training loss (.env: LOSS)")
     add("--freeze-backbone", action="store_true",
         help="train only the new last layer, on backbone features computed once (fast; needs pretrained weights)")
-    add("--augment", default=augment, choices=("on", "off"),
-        help="random crops, flips and colour changes in training, for long runs (.env: AUGMENT)")
+    add("--augment", default=augment, choices=("on", "flip", "off"),
+        help="on: random crops, flips and colour changes in training, for long runs; flip: left-right "
+             "mirroring alone (.env: AUGMENT)")
     add("--no-augment", dest="augment", action="store_const", const="off", help="the same as --augment off")
     add("--val-fraction", type=number(minimum=0, below=1), default=val_fraction,
         help="share held out for validation (.env: VAL_FRACTION)")

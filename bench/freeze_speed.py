@@ -85,7 +85,7 @@ def main():
         for name, every_epoch in (("backbone every epoch", True), ("cached features", False)):
             torch.manual_seed(0)
             model = build_model(args.arch, len(vocabulary), "none").to(device)
-            loaders = make_loaders(train_args, paths, targets, split, device, augment=False,
+            loaders = make_loaders(train_args, paths, targets, split, device, augmentation="off",
                                    processes=single, for_training=every_epoch)[:2]
             seconds[name] = head_training(model, *loaders, args, device, every_epoch)
     print(f"\nfreeze speed: {len(paths)} mosaics, {args.arch} at {args.image_size} px, {args.epochs} epochs of "

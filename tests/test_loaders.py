@@ -18,11 +18,11 @@ def settings(*flags):
 
 
 def test_augmentation_is_off_unless_asked_for_and_never_on_cached_features():
-    assert not augments(settings("--weights", "imagenet")) and not augments(settings("--weights", "none"))
-    assert augments(settings("--weights", "none", "--augment", "on"))
-    assert augments(settings("--weights", "some/file.pth", "--augment", "on"))
-    assert not augments(settings("--augment", "on", "--no-augment"))  # the later flag wins
-    assert not augments(settings("--augment", "on", "--freeze-backbone"))  # features are computed once
+    assert augments(settings("--weights", "imagenet")) == augments(settings("--weights", "none")) == "off"
+    assert augments(settings("--weights", "none", "--augment", "on")) == "on"
+    assert augments(settings("--weights", "some/file.pth", "--augment", "flip")) == "flip"
+    assert augments(settings("--augment", "on", "--no-augment")) == "off"  # the later flag wins
+    assert augments(settings("--augment", "on", "--freeze-backbone")) == "off"  # features are computed once
 
 
 @pytest.mark.parametrize("budget, kept", [(2048, True), (0, False)])
@@ -31,7 +31,7 @@ def test_training_keeps_images_in_memory_only_within_the_budget(shapes_dataset, 
     args = settings("--data", root / "train", *FAST_TRAINING, "--cache-mb", budget)
     paths, targets, _ = load_training_data(args, Processes())
     split = split_train_validation(targets, 0.25, seed=0)
-    train_loader, validation_loader, _ = make_loaders(args, paths, targets, split, torch.device("cpu"), False,
+    train_loader, validation_loader, _ = make_loaders(args, paths, targets, split, torch.device("cpu"), "off",
                                                    Processes())
     expected = DecodedImages if kept else ImageTagDataset
     assert isinstance(train_loader.dataset, expected) and isinstance(validation_loader.dataset, expected)
@@ -45,7 +45,7 @@ def test_images_read_for_features_come_once_and_in_order(shapes_dataset):
     args = settings("--data", root / "train", *FAST_TRAINING)
     paths, targets, _ = load_training_data(args, Processes())
     split = split_train_validation(targets, 0.25, seed=0)
-    train_loader, *_ = make_loaders(args, paths, targets, split, torch.device("cpu"), False, Processes(),
+    train_loader, *_ = make_loaders(args, paths, targets, split, torch.device("cpu"), "off", Processes(),
                                    for_training=False)
     assert isinstance(train_loader.dataset, ImageTagDataset)  # read once: nothing to keep
     seen = torch.cat([batch.indices for batch in train_loader]).tolist()

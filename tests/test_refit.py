@@ -109,7 +109,7 @@ def test_the_refit_loader_serves_the_training_and_held_out_images_from_one_decod
     targets = torch.zeros((len(paths), 2))
     split = (list(range(0, len(paths), 2)), list(range(1, len(paths), 2)))
     train_loader, validation_loader, refit_loader = make_loaders(
-        args, paths, targets, split, torch.device("cpu"), False, Processes(), with_refit=True)
+        args, paths, targets, split, torch.device("cpu"), "off", Processes(), with_refit=True)
     served = sorted(str(path) for path in refit_loader.dataset.paths)
     assert served == sorted(map(str, paths))
     # the three parts share the kept pixels: the parts are views of one decoding
@@ -117,7 +117,7 @@ def test_the_refit_loader_serves_the_training_and_held_out_images_from_one_decod
     assert train_loader.dataset.pixels.data_ptr() == pixels.data_ptr()
     assert validation_loader.dataset.pixels.data_ptr() == pixels[len(split[0])].data_ptr()
     assert torch.equal(validation_loader.dataset.pixels, pixels[len(split[0]):])
-    assert make_loaders(args, paths, targets, (split[0], []), torch.device("cpu"), False, Processes(),
+    assert make_loaders(args, paths, targets, (split[0], []), torch.device("cpu"), "off", Processes(),
                         with_refit=True)[2] is None
 
 

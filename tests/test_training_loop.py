@@ -45,6 +45,16 @@ def test_augment_on_gives_the_training_images_random_changes_and_off_none(shapes
     assert torch.equal(first, second)
 
 
+def test_augment_flip_mirrors_the_kept_pixels_on_the_device_and_changes_nothing_else(shapes_dataset, tmp_path):
+    root, _ = shapes_dataset
+    flipped = prepared(root / "train", tmp_path, "--augment", "flip")
+    plain = prepared(root / "train", tmp_path, "--augment", "off")
+    assert flipped.train_loader.dataset.flip_on_device and not plain.train_loader.dataset.flip_on_device
+    assert torch.equal(flipped.train_loader.dataset[0][0], plain.train_loader.dataset[0][0])  # no crops, no colour
+    assert flipped.train_loader.num_workers == 0  # nothing left for workers to do on the kept pixels
+    assert not flipped.validation_loader.dataset.flip_on_device
+
+
 def test_small_input_reaches_the_network(shapes_dataset, tmp_path):
     root, _ = shapes_dataset
     stride_of = {}
