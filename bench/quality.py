@@ -9,8 +9,9 @@ two distances from the task.
     python bench/quality.py --set digits --seed 2                      # one set, one seed, from scratch
     python bench/quality.py --results runs.json                        # the tables of an --out file again
 
-The sets (bench/real_sets.py) are digit mosaics, Font Awesome glyphs, Debian theme icons and
-the renditions of those icons at four sizes; every test item is one that training never saw.
+The sets (bench/real_sets.py) are digit mosaics, Font Awesome glyphs, Debian theme icons, the
+renditions of those icons at four sizes, and the icons tagged with their context folders alone
+(a dozen dense tags); every test item is one that training never saw.
 The modes: `scratch`; `far`, fine-tuning from bench/pretrain.py's stand-in for ImageNet
 weights (Papirus application icons); `close`, from its stand-in that also learned Font
 Awesome's brand logos, a task as close to the glyph sets as ImageNet is to photos. Fine-tuning

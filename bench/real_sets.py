@@ -11,6 +11,8 @@ install offline, each split so that every test item is one that training never s
 |             | elementary), RGBA                                      | the icon's names and aliases          |
 | renditions  | the same icon names drawn anew by each theme at 16,    | as icons                              |
 |             | 22, 32 and 48 px: up to 12 renditions of one concept   |                                       |
+| contexts    | the icons of `icons`                                   | 12, dense: the context folder alone   |
+|             |                                                        | (apps, mimetypes, actions, status ...)|
 
 An item is one glyph (fontawesome) or one icon name (icons); all its pictures, whatever their
 style, theme or size, land on the same side of the split. Tags are kept when at least
@@ -41,7 +43,7 @@ from bench.digit_mosaics import write_mosaics  # noqa: E402
 from common.files import write_text_atomically  # noqa: E402
 from common.tagfiles import default_tag_file, format_tags  # noqa: E402
 
-SETS = ("digits", "fontawesome", "icons", "renditions")
+SETS = ("digits", "fontawesome", "icons", "renditions", "contexts")
 SOURCES = Path(__file__).resolve().parent / ".data" / "sources"
 FONTAWESOME = "fontawesome-free==5.15.4"
 ICON_THEMES = {"oxygen-icon-theme": "oxygen", "gnome-icon-theme": "gnome",
@@ -241,16 +243,19 @@ def name_words(name):
             if len(word) > 1 and not word.isdigit() and word not in NAME_WORDS_IGNORED]
 
 
-def icon_items_set(out, seed, train_limit, test_limit, sizes=(None,)):
+def icon_items_set(out, seed, train_limit, test_limit, sizes=(None,), with_name_words=True):
     """Each icon name as drawn by the three themes (at each of `sizes`; None: at about 48-64 px), every
-    picture scaled to DRAWING_SIZE: the pictures of one name, NAME_NUMBER.png, on one side of the split."""
+    picture scaled to DRAWING_SIZE: the pictures of one name, NAME_NUMBER.png, on one side of the split.
+    Tagged with its context folders, and with_name_words the words of its names too."""
     pictures_of, tags_of = {}, {}
     for package, theme in ICON_THEMES.items():
         root = debian_package(package)
         for size in sizes:
             for name, (context, path, aliases) in theme_icons(root, theme, size).items():
                 pictures_of.setdefault(name, []).append(path)
-                words = [context] + name_words(name) + [word for alias in aliases for word in name_words(alias)]
+                words = [context]
+                if with_name_words:
+                    words += name_words(name) + [word for alias in aliases for word in name_words(alias)]
                 tags_of[name] = sorted(set(tags_of.get(name, [])) | set(words))
     train_names, test_names = split_items(tags_of, 0.3, seed)
     vocabulary = vocabulary_of((tags_of[name] for name in train_names), MIN_TAG_ITEMS["icons"])
@@ -275,10 +280,16 @@ def renditions_set(out, seed, train_limit, test_limit):
     return icon_items_set(out, seed, train_limit, test_limit, RENDITION_SIZES)
 
 
+def contexts_set(out, seed, train_limit, test_limit):
+    """The icons of icons_set tagged with their context folders alone: a dozen dense tags, one per
+    icon (two for the few that themes file differently), where the other sets have long tails."""
+    return icon_items_set(out, seed, train_limit, test_limit, with_name_words=False)
+
+
 # What names one item in the file names of the sets built from items (NAME_NUMBER.png): train.py --group-by
 # takes it, so that train.py's own validation split, like the test split, keeps an item's pictures together
 RENDITION_PATTERN = r"^(.+)_\d+\.png$"
-NAMED_BY_ITEM = ("fontawesome", "icons", "renditions")
+NAMED_BY_ITEM = ("fontawesome", "icons", "renditions", "contexts")
 
 
 def grouping_flags(set_name):
@@ -292,7 +303,8 @@ def digits_set(out, seed, train_limit, test_limit):
     return train_limit, test_limit
 
 
-BUILDERS = {"digits": digits_set, "fontawesome": fontawesome_set, "icons": icons_set, "renditions": renditions_set}
+BUILDERS = {"digits": digits_set, "fontawesome": fontawesome_set, "icons": icons_set, "renditions": renditions_set,
+            "contexts": contexts_set}
 
 
 def write_set(name, out, seed, train_limit=1000, test_limit=400):
