@@ -12,6 +12,8 @@ an environment variable, else .env, else the block below.
 """
 
 import contextlib
+import csv
+import io
 import json
 import os
 import time
@@ -19,26 +21,17 @@ from pathlib import Path
 
 import common.idle_threads  # noqa: F401  (first: quiet Ctrl-C, and OpenMP threads that sleep, before torch loads)
 import numpy as np
-from tqdm.auto import tqdm
 
-from common.checkpoint import load_model_file
-from common.dataset import UnreadableImages
-from common.device import DEVICE_CHOICES, describe_device
-from common.distributed import (contiguous_shard, gather_objects, start_processes,
-                                stop_processes, sum_across_processes)
-from common.errors import UserError, exit_on_user_error
-from common.files import (check_output_file, check_writable_folder, remove_leftover_temporaries,
+from common.choices import DECODE_CHOICES, DEVICE_CHOICES, PRECISION_CHOICES
+from common.errors import UserError, exit_on_user_error, loading_libraries
+from common.files import (atomic_write, check_output_file, check_writable_folder, remove_leftover_temporaries,
                           tag_folder_lock)
 from common.folder_scan import scan_folder, short_list
-from common.export import convert_or_export
-from common.jpeg_decode import DECODE_CHOICES, resolve_decode
-from common.inference import (Tagger, check_tag_list, closest_call, evaluate_tagger, make_tag_chooser,
-                              read_tag_filter)
-from common.pages import contact_sheet_data, write_page
-from common.precision import PRECISION_CHOICES, resolve_precision
-from common.reports import format_tag_report, join_tables, open_tables
 from common.settings import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, SettingsParser, number, require, whole_number
 from common.tagfiles import read_tag_file, tag_file_names, write_sidecar
+
+# torch, and the modules built on it, are imported inside the functions that tag, once the
+# settings are parsed: --help and a mistyped setting answer at once instead of after 5 seconds.
 
 # ----------------------------------------------------------------------------- settings
 # The defaults. A flag, an environment variable or a .env key (in that order) overrides each one.
@@ -115,8 +108,50 @@ def images_to_run(scan, args):
     return [image for image in scan.images if image not in scan.tag_file_of]
 
 
+# ----------------------------------------------------------------------------- the CSV and JSONL tables
+def csv_header(tags):
+    line = io.StringIO(newline="")
+    csv.writer(line).writerow(["file", *tags])
+    return line.getvalue()
+
+
+def open_tables(stack, args, tags, processes):
+    """The optional CSV and JSONL writers; each file is streamed and only put in place once complete.
+    Under torchrun each process writes its own part, and the main process joins them afterwards."""
+    from common.distributed import part_path
+
+    def where(path):
+        return part_path(path, processes) if processes.is_distributed else path
+
+    csv_writer = jsonl_file = None
+    if args.csv:
+        csv_file = stack.enter_context(atomic_write(where(args.csv), "w", newline=""))
+        csv_writer = csv.writer(csv_file)
+        if not processes.is_distributed:  # join_tables writes the header of the joined file
+            csv_file.write(csv_header(tags))
+    if args.jsonl:
+        jsonl_file = stack.enter_context(atomic_write(where(args.jsonl), "w"))
+    return csv_writer, jsonl_file
+
+
+def join_tables(args, tags, processes):
+    """Under torchrun: the main process puts the processes' parts together, in the folder's order."""
+    from common.distributed import join_parts
+
+    if processes.is_distributed:
+        if args.csv:
+            join_parts(args.csv, processes, header=csv_header(tags))
+        if args.jsonl:
+            join_parts(args.jsonl, processes)
+
+
 def tag_images(tagger, scan, pending, args, choose, unreadable, processes):
     """Run the model over the pending images and write each one's outputs as soon as it is done."""
+    from tqdm.auto import tqdm
+
+    from common.distributed import gather_objects
+    from common.inference import closest_call
+
     tags = tagger.tags
     outcomes = {"written": 0, "merged": 0, "kept": 0}
     if not pending and not processes.is_distributed:
@@ -155,6 +190,8 @@ def tag_images(tagger, scan, pending, args, choose, unreadable, processes):
 
 def write_contact_sheet(args, sheet, processes):
     """--html: one page with a thumbnail per image, its tags and its closest call (common/pages.py)."""
+    from common.pages import contact_sheet_data, write_page
+
     if not processes.is_main:
         return
     summary = (f"{len(sheet)} image(s) of {args.input} tagged by {args.model}; "
@@ -167,6 +204,10 @@ def write_contact_sheet(args, sheet, processes):
 
 def evaluate_folder(tagger, scan, pending, args, thresholds, unreadable):
     """--evaluate: score the model against the sidecars already there, writing nothing."""
+    from common.distributed import gather_objects
+    from common.inference import evaluate_tagger
+    from common.metrics import format_tag_report
+
     truth = [read_tag_file(scan.tag_file_of[image]) for image in pending]
     unknown = set().union(*gather_objects({tag for image_tags in truth for tag in image_tags} - set(tagger.tags)))
     if unknown:
@@ -198,12 +239,24 @@ def tag_folder(args):
     each process tags a consecutive share of the images (writing their sidecars itself), and the
     main process joins the CSV and JSONL parts and reports for all of them."""
     with contextlib.ExitStack() as held:  # the folder's lock, once taken, until the end
-        return run_stage(args, held)
+        return tag_or_convert(args, held)
 
 
-def run_stage(args, held):
-    """tag_folder's work; `held` keeps the folder's lock until tag_folder returns."""
-    require(args, "model", "model file")
+def tag_or_convert(args, held):
+    """tag_folder's work: --save-as or --export-onnx converts the model and stops; else the folder's
+    images are tagged (or, with --evaluate, scored). `held` keeps the folder's lock until
+    tag_folder returns."""
+    require(args, "model", "model file")  # named before torch loads
+    with loading_libraries():  # torch and everything built on it (a Ctrl-C meanwhile ends at once)
+        from common.checkpoint import load_model_file
+        from common.dataset import UnreadableImages
+        from common.device import describe_device
+        from common.distributed import contiguous_shard, gather_objects, start_processes, sum_across_processes
+        from common.export import convert_or_export
+        from common.inference import Tagger, check_tag_list, make_tag_chooser, read_tag_filter
+        from common.jpeg_decode import resolve_decode
+        from common.precision import resolve_precision
+
     processes, run_device = start_processes(args.device, backend="gloo")  # only counts and names are exchanged
     checkpoint = load_model_file(args.model, args.tags, args.arch, args.image_size)
     given = getattr(args, "given", {})
@@ -258,11 +311,12 @@ def run_stage(args, held):
         outcomes = tag_images(tagger, scan, mine, args, choose, unreadable, processes)
         outcomes = dict(zip(outcomes, map(int, sum_across_processes(list(outcomes.values())))))
     reasons = {path: reason for part in gather_objects(unreadable.reasons) for path, reason in part.items()}
-    report(outcomes, skipped, reasons, scan.folder, time.perf_counter() - started, args)
+    print_summary(outcomes, skipped, reasons, scan.folder, time.perf_counter() - started, args)
     return {**outcomes, "skipped": skipped, "unreadable": len(reasons)}
 
 
-def report(outcomes, skipped, unreadable, folder, seconds, args):
+def print_summary(outcomes, skipped, unreadable, folder, seconds, args):
+    """The run's last lines: what happened to the images, how fast, which could not be read."""
     if unreadable:
         print(f"skipped {len(unreadable)} unreadable image(s), which got no sidecar: {short_list(unreadable, folder)}."
               " Re-save or remove them.")
@@ -284,9 +338,12 @@ def report(outcomes, skipped, unreadable, folder, seconds, args):
 
 @exit_on_user_error
 def main(argv=None):
+    args = get_args_parser().parse_settings(argv)
     try:
-        return tag_folder(get_args_parser().parse_settings(argv))
+        return tag_folder(args)
     finally:
+        from common.distributed import stop_processes  # (loaded by then: starting them imported it)
+
         stop_processes()
 
 

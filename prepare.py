@@ -21,20 +21,23 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import common  # noqa: F401  (first: a quiet Ctrl-C even while torch loads)
+import common  # noqa: F401  (first: a quiet Ctrl-C even while libraries load)
 import numpy as np
 
+from common.choices import RANKERS
 from common.demo import write_demo_dataset
-from common.errors import UserError, exit_on_user_error
-from common.audit import RANKERS, apply_fixes, default_suspects_path, undo_fixes
+from common.duplicates import file_digest, find_duplicates, fingerprint_cache_path
+from common.errors import UserError, exit_on_user_error, loading_libraries
 from common.files import check_output_file, copy_atomically, tag_folder_lock
 from common.folder_scan import describe_pairing_problems, is_junk, read_tags_of, scan_folder, short_list
-from common.duplicates import file_digest, find_duplicates, fingerprint_cache_path
 from common.groups import disagreeing_tags, write_group_file
 from common.images import is_image_file
-from common.pages import duplicates_data, write_page
 from common.settings import CommandParser, environment_setting, note_renamed_flags, whole_number
+from common.suspects import apply_fixes, default_suspects_path, suspect_rows, undo_fixes, write_suspects
 from common.tagfiles import default_tag_file, find_tag_file, merge_into_tag_file, parse_tags, read_tag_file
+
+# torch (for `audit`) and scikit-learn (for the pages of `duplicates` and `audit`) are imported by
+# those commands when they start: the others read and write text and pictures alone, and answer at once.
 
 # ----------------------------------------------------------------------------- settings
 min_tag_count = 5  # `check` lists tags seen on fewer images than this: too few to learn well
@@ -174,6 +177,8 @@ def groups_with_tags(scan, found):
 
 def find_folder_duplicates(args):
     """prepare.py duplicates: write DIR.duplicates.csv (group,image) and its page; change nothing else."""
+    from common.pages import duplicates_data, write_page
+
     folder = args.folder or environment_setting("TRAINING", args.env_file)
     if not folder:
         raise UserError("no folder to look in: pass it (prepare.py duplicates DIR) or set TRAINING in .env")
@@ -248,8 +253,9 @@ def check_folder(folder, recursive=False, min_count=min_tag_count, workers=0):
 def audit_folder(args, training_flags):
     """Rank the folder's image-tag pairs by how likely their labels are wrong; write the CSV and its page."""
     import train  # the folds train with train.py's recipe and settings (its flags, the environment, .env)
-    from common.audit import held_out_predictions, out_of_fold_probabilities, suspect_rows, write_suspects
-    from common.distributed import start_processes
+    with loading_libraries():  # torch and everything built on it (a Ctrl-C meanwhile ends at once)
+        from common.audit import held_out_predictions, out_of_fold_probabilities
+    from common.distributed import Runtime, from_main, start_processes
     from common.folder_scan import load_training_data
     from common.groups import related_images
     from common.model import is_pretrained, small_input_layout
@@ -282,10 +288,11 @@ def audit_folder(args, training_flags):
         layout = small_input_layout(train_args.small_input, train_args.arch, train_args.image_size,
                                     pretrained=is_pretrained(train_args.weights), fast_arithmetic=precision != "fp32")
         data = load_training_data(train_args, processes)
-        related = related_images(train_args, data[0], processes)  # a group shares a fold: no copy judges its twin
+        # a group shares a fold, so that no copy judges its twin (found by the main process under torchrun)
+        related = from_main(related_images(train_args, data[0]) if processes.is_main else None)
         work_folder = output.with_suffix(".folds")
         names, targets, probabilities, fold_of = out_of_fold_probabilities(
-            train_args, data, args.folds, work_folder, device, precision, layout, processes, related.group_of)
+            train_args, data, args.folds, work_folder, Runtime(device, precision, processes), layout, related.group_of)
         tags = data[2]
         how = (f"{len(names)} images, each judged by the one of {args.folds} models ({train_args.arch}, "
                f"{train_args.epochs} epochs) that never saw it")

@@ -16,28 +16,21 @@ import time
 from pathlib import Path
 
 import common  # noqa: F401  (first: a quiet Ctrl-C even while torch loads)
-import torch
-
-from common.checkpoint import load_checkpoint, load_training_state
+from common.choices import (AUGMENT_CHOICES, DECODE_CHOICES, DEFAULT_ARCH, DEVICE_CHOICES, GROUP_DUPLICATES_CHOICES,
+                            LOSS_CHOICES, LR_SCALING_CHOICES, PRECISION_CHOICES, SMALL_INPUT_CHOICES, WEIGHT_CHOICES)
 from common.demo import write_demo_dataset
-from common.device import DEVICE_CHOICES, describe_device
 from common.duplicates import fingerprint_cache_path
-from common.distributed import LR_SCALING_CHOICES, from_main, start_processes, stop_processes
-from common.errors import UserError, exit_on_user_error
+from common.errors import UserError, exit_on_user_error, loading_libraries
 from common.files import keep_a_copy, remove_leftover_temporaries, run_lock
 from common.folder_scan import load_training_data
-from common.groups import GROUP_DUPLICATES_CHOICES, related_images
-from common.jpeg_decode import DECODE_CHOICES, resolve_decode
-from common.losses import LOSS_CHOICES
-from common.model import (DEFAULT_ARCH, SMALL_INPUT_CHOICES, WEIGHT_CHOICES, is_pretrained, small_input_layout)
-from common.optimizer import backbone_lr_setting
-from common.preflight import apply_resumed_settings, check_training_settings, describe_finished_run
-from common.precision import PRECISION_CHOICES, resolve_precision
-from common.settings import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, SettingsParser, auto_or_whole_number, number, require,
-                             whole_number)
-from common.split import split_data
+from common.groups import related_images
+from common.settings import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, SettingsParser, auto_or_whole_number,
+                             backbone_lr_setting, number, require, whole_number)
 from common.tagfiles import default_tag_file, read_tag_file
-from common.training_loop import build_training_run, finish, fit
+
+# torch, and the modules built on it, are imported inside the functions that train, once the
+# settings are parsed: --help and a mistyped setting answer at once instead of after 5 seconds.
+# The modules above read folders, pictures and text alone.
 
 # ----------------------------------------------------------------------------- settings
 # The defaults. A flag, an environment variable or a .env key (in that order) overrides each one.
@@ -109,7 +102,7 @@ def get_args_parser():
     add("--loss", default=loss, choices=LOSS_CHOICES, help="training loss (.env: LOSS)")
     add("--freeze-backbone", action="store_true",
         help="train only the new last layer, on backbone features computed once (fast; needs pretrained weights)")
-    add("--augment", default=augment, choices=("on", "flip", "off"),
+    add("--augment", default=augment, choices=AUGMENT_CHOICES,
         help="on: random crops, flips and colour changes in training, for long runs; flip: left-right "
              "mirroring alone (.env: AUGMENT)")
     add("--no-augment", dest="augment", action="store_const", const="off", help="the same as --augment off")
@@ -157,7 +150,7 @@ def get_args_parser():
     return parser
 
 
-def output_paths(args):
+def output_files(args):
     """Where everything goes: the model, the tag list, and the run's files beside the model."""
     model = Path(require(args, "model", "model path"))
     beside = {kind: model.with_name(f"{model.stem}.{kind}") for kind in
@@ -192,27 +185,45 @@ def confirm_overwrite(model_path, yes, processes):
 
 def train_tagger(args):
     """The whole training stage. Returns the final metrics of the saved model."""
+    output_files(args)  # a missing --model or --data is named before torch loads
+    if not args.resume:
+        require(args, "data", "training folder")
+    with loading_libraries():  # torch and everything built on it (a Ctrl-C meanwhile ends at once)
+        from common.run_report import write_run_outputs
+        from common.training_loop import finish, fit
+
     with contextlib.ExitStack() as held:  # the model's lock, once taken, until the end
         run = prepare_run(args, held)
         fit(run)
-        return finish(run)
+        return finish(run, write_run_outputs)
 
 
 def prepare_run(args, held=None):
     """Everything before the first epoch: checks, data, split, loaders, model. The notebook calls
-    this, then fit() and finish(), to keep the trained model in memory. Under torchrun every
-    process runs it; the main one (rank 0) alone prints and writes. held: an ExitStack that keeps
-    the lock on the model's files (see lock_outputs) until the caller is done."""
+    this, then fit(run) and finish(run, write_run_outputs), to keep the trained model in memory.
+    Under torchrun every process runs it; the main one (rank 0) alone prints and writes. held: an
+    ExitStack that keeps the lock on the model's files (see lock_outputs) until the caller is done."""
+    import torch
+
+    from common.device import describe_device
+    from common.distributed import Runtime, from_main, start_processes
+    from common.jpeg_decode import resolve_decode
+    from common.model import is_pretrained, small_input_layout
+    from common.precision import resolve_precision
+    from common.preflight import check_training_settings
+    from common.split import split_data
+    from common.training_loop import build_training_run
+
     processes, run_device = start_processes(args.device)
     resume_state = read_resume_state(args, processes) if args.resume else None
     require(args, "data", "training folder")
-    args.processes = processes.world_size  # recorded in the checkpoint's settings
-    paths = output_paths(args)
+    args.process_count = processes.world_size  # recorded in the checkpoint's settings
+    outputs = output_files(args)
     run_precision = resolve_precision(args.precision, run_device)
     resolve_decode(args.decode, run_device)  # --decode gpu without a GPU is refused here, before any work
-    check_training_settings(args, paths)  # before any data is read or anything is written
+    check_training_settings(args, outputs)  # before any data is read or anything is written
     if held is not None and processes.is_main:
-        lock_outputs(paths, args, held)
+        lock_outputs(outputs, args, held)
     layout = small_input_layout(args.small_input, args.arch, args.image_size, pretrained=is_pretrained(args.weights),
                                 fast_arithmetic=run_precision != "fp32")
     if args.sync_batchnorm and processes.is_distributed and run_device.type != "cuda":
@@ -220,27 +231,29 @@ def prepare_run(args, held=None):
     torch.manual_seed(args.seed)
     print(f"device: {describe_device(run_device)} | precision: {run_precision}")
     paths_of_images, targets, vocabulary = load_training_data(args, processes)
-    # related images (near-duplicates, --group-by, --groups) stay on one side of the split; a resumed
-    # run keeps its split and the groups it recorded
-    related = related_images(args, paths_of_images, processes) if not resume_state and args.val_fraction else None
-    split, split_names = split_data(args, (paths_of_images, targets, vocabulary), resume_state, paths["split.json"],
+    # related images (near-duplicates, --group-by, --groups) stay on one side of the split, found by the
+    # main process; a resumed run keeps its split and the groups it recorded
+    related = None
+    if not resume_state and args.val_fraction:
+        related = from_main(related_images(args, paths_of_images) if processes.is_main else None)
+    split, split_names = split_data(args, (paths_of_images, targets, vocabulary), resume_state, outputs["split.json"],
                                     processes, related)
     if not resume_state:
-        confirm_overwrite(paths["model"], args.yes, processes)
-    run = build_training_run(args, (paths_of_images, targets, vocabulary), split, split_names, layout, run_device,
-                             run_precision, processes, paths)
+        confirm_overwrite(outputs["model"], args.yes, processes)
+    run = build_training_run(args, (paths_of_images, targets, vocabulary), split, split_names, layout,
+                             Runtime(run_device, run_precision, processes), outputs)
     if resume_state:
         run.restore(resume_state)
     return run
 
 
-def lock_outputs(paths, args, held):
+def lock_outputs(outputs, args, held):
     """One run at a time writes a model: a second one stops at once with one line. Then the
     temporaries of files that a killed run was writing are cleared away."""
-    model = paths["model"]
+    model = outputs["model"]
     held.enter_context(run_lock(model.with_name(f".{model.name}.lock"), f"training {model}",
                                 "wait for it to end (or stop it), or give this run another --model", make_folder=True))
-    remove_leftover_temporaries([*paths.values(), previous_model_path(model),
+    remove_leftover_temporaries([*outputs.values(), previous_model_path(model),
                                  *([args.index_cache, fingerprint_cache_path(args.index_cache)] if args.index_cache
                                    else [])])
 
@@ -248,6 +261,10 @@ def lock_outputs(paths, args, held):
 def read_resume_state(args, processes):
     """--resume: the interrupted run's state (read by the main process, which wrote it, and sent to
     the others), whose settings then fill in every setting not given again."""
+    from common.checkpoint import load_checkpoint, load_training_state
+    from common.distributed import from_main
+    from common.preflight import apply_resumed_settings, describe_finished_run
+
     model_path = Path(require(args, "model", "model path"))
     state_path = model_path.with_name(f"{model_path.stem}.last.pth")
     if processes.is_main and not state_path.exists() and model_path.is_file():
@@ -275,8 +292,8 @@ def run_demo(args):
 the demo's validation micro-F1 is {metrics.get('micro_f1', math.nan):.3f}. It wrote:
   {args.model}  the model (its tags, thresholds and settings inside)
   {args.data}/  the training pictures and their tag files; {DEMO_FOLDER / 'infer'}/ the pictures it tagged
-  {output_paths(args)['report.html']}  the run report: open it in a browser
-  {output_paths(args)['tags']}  the tag list; beside the model: metrics, per-tag report, curves
+  {output_files(args)['report.html']}  the run report: open it in a browser
+  {output_files(args)['tags']}  the tag list; beside the model: metrics, per-tag report, curves
 next, on your own folder of images with tag files (ImageNet weights are downloaded once):
   python train.py --data YOUR_FOLDER --model models/tagger.pth
   python infer.py --input FOLDER_TO_TAG --model models/tagger.pth
@@ -294,6 +311,8 @@ def main(argv=None):
     try:
         return run_demo(args) if args.demo else train_tagger(args)
     finally:
+        from common.distributed import stop_processes  # (loaded by then: starting them imported it)
+
         stop_processes()
 
 

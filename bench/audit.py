@@ -16,7 +16,7 @@ process of its own, one after the other:
 and three rankings of every image-tag pair are scored:
 
     context     the audit's default: each out-of-fold probability judged again with the image's
-                other tags and the labels of its look-alikes (common/audit.py)
+                other tags and the labels of its look-alikes (common/suspects.py)
     cleanlab    cleanlab's multi-label confident learning on the out-of-fold probabilities: its
                 issues first, then the rest by disagreement
     confidence  by disagreement alone: 1 - the out-of-fold probability of the label as written
@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from bench.pretrain import default_weights_path  # noqa: E402
 from bench.real_sets import SETS, grouping_flags, write_set  # noqa: E402
-from common.audit import RANKERS, rank_suspects  # noqa: E402
+from common.suspects import RANKERS, rank_suspects  # noqa: E402
 from common.folder_scan import build_vocabulary, read_tags_of, scan_folder, tag_matrix  # noqa: E402
 from common.tagfiles import format_tags  # noqa: E402
 

@@ -25,14 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import train  # noqa: E402
 from bench.digit_mosaics import write_mosaics  # noqa: E402
 from common.dataset import UnreadableImages  # noqa: E402
-from common.distributed import Processes  # noqa: E402
-from common.epoch import predict, train_one_epoch  # noqa: E402
+from common.distributed import Processes, Runtime  # noqa: E402
+from common.passes import predict, train_one_epoch  # noqa: E402
 from common.feature_cache import cache_features  # noqa: E402
 from common.folder_scan import load_training_data  # noqa: E402
 from common.loaders import make_loaders  # noqa: E402
 from common.losses import make_loss  # noqa: E402
 from common.model import build_model, classifier_head_name  # noqa: E402
-from common.optimizer import make_optimizer, make_scheduler  # noqa: E402
+from common.optimizer import Optimization, make_optimizer, make_scheduler  # noqa: E402
 from common.split import split_data  # noqa: E402
 
 
@@ -56,8 +56,8 @@ def head_training(model, train_loader, validation_loader, args, device, backbone
     for epoch in range(args.epochs):
         if backbone_every_epoch:
             model.eval()  # a frozen backbone keeps its BatchNorm statistics
-        train_one_epoch(trained, loaders[0], loss_function, optimizer, scheduler, scaler, device, "fp32",
-                        unreadable, f"epoch {epoch + 1}")
+        train_one_epoch(trained, loaders[0], Optimization(loss_function, optimizer, scheduler, scaler),
+                        Runtime(device, "fp32"), unreadable, f"epoch {epoch + 1}")
         predict(trained, loaders[1], device, "fp32", unreadable, loss_function)
     return time.perf_counter() - started
 

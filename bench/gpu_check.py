@@ -35,7 +35,8 @@ sys.path.insert(0, str(REPOSITORY))
 import infer  # noqa: E402
 import train  # noqa: E402
 from common.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint  # noqa: E402
-from common.images import IMAGENET_MEAN, IMAGENET_STD, decode_transform, open_image  # noqa: E402
+from common.images import open_image  # noqa: E402
+from common.transforms import IMAGENET_MEAN, IMAGENET_STD, decode_transform  # noqa: E402
 from common.inference import Tagger  # noqa: E402
 from common.model import build_model  # noqa: E402
 from common.tagfiles import default_tag_file, format_tags  # noqa: E402
@@ -193,7 +194,7 @@ def export_check(model_path, folder, work, device, settings):
     pixels = torch.stack([decode_transform(settings["image_size"])(open_image(photo))
                           for photo in sorted(folder.glob("*.jpg"))[:4]])
     tagger = Tagger(checkpoint, torch.device("cpu"), "fp32")
-    from common.images import normalize_batch
+    from common.transforms import normalize_batch
 
     batch = normalize_batch(pixels, checkpoint["mean"], checkpoint["std"])
     (exported,) = session.run(["probabilities"], {"images": batch.numpy()})

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.infer_speed import peak_resident_mib  # noqa: E402
 from common.checkpoint import make_checkpoint, save_checkpoint  # noqa: E402
-from common.images import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from common.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from common.model import build_model  # noqa: E402
 
 TAG_COUNT = 50

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from common.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint  # noqa: E402
 from common.files import write_text_atomically  # noqa: E402
-from common.images import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from common.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from common.model import build_model  # noqa: E402
 from common.tagfiles import default_tag_file, format_tags  # noqa: E402
 
@@ -153,7 +153,8 @@ def model_alone(model_path, batch_size=16, batches=12):
 
 def decoding_alone(folder):
     """Seconds of one core per image to decode (at reduced size) and resize, as infer.py's workers do."""
-    from common.images import decode_transform, open_image
+    from common.images import open_image
+    from common.transforms import decode_transform
 
     torch.set_num_threads(1)
     transform, photos = decode_transform(224), sorted(folder.glob("*.jpg"))

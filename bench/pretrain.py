@@ -34,7 +34,8 @@ from torchvision.transforms import v2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 from bench.real_sets import PRETRAINING_THEME, debian_package  # noqa: E402
-from common.images import IMAGENET_MEAN, IMAGENET_STD, to_rgb  # noqa: E402
+from common.images import to_rgb  # noqa: E402
+from common.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 PRETRAINED = Path(__file__).resolve().parent / ".data" / "pretrained"
 SIZES = ("32x32", "48x48", "64x64")  # Papirus draws each icon anew at each of these sizes

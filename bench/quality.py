@@ -59,7 +59,7 @@ from bench.real_sets import SETS, grouping_flags, write_set  # noqa: E402
 from common.checkpoint import load_checkpoint  # noqa: E402
 from common.dataset import ImageTagDataset, collate_readable  # noqa: E402
 from common.folder_scan import build_vocabulary, multi_hot, read_tags_of, scan_folder  # noqa: E402
-from common.images import decode_transform, eval_transform, normalize_transform  # noqa: E402
+from common.transforms import decode_transform, eval_transform, normalize_transform  # noqa: E402
 from common.metrics import evaluate  # noqa: E402
 
 ARCH, IMAGE_SIZE, EPOCHS = "resnet18", 64, 10
@@ -73,7 +73,7 @@ MODE_NAMES = {"scratch": "scratch", "far": "finetune", "close": "finetune-close"
 # ----------------------------------------------------------------------------- scoring
 def truth_of(folder, tags):
     tags_of = read_tags_of(scan_folder(folder))
-    return {image.name: row for image, row in zip(tags_of, multi_hot(list(tags_of.values()), tags).numpy())}
+    return {image.name: row for image, row in zip(tags_of, multi_hot(list(tags_of.values()), tags))}
 
 
 def score(folder, tags, probabilities_by_name, thresholds):
@@ -137,7 +137,7 @@ def train_plain_loop(train_dir, model_path, args):
     tags_of = read_tags_of(scan_folder(train_dir))
     tags = build_vocabulary(tags_of.values())
     flipped = v2.Compose([decode_transform(IMAGE_SIZE), v2.RandomHorizontalFlip(), normalize_transform()])
-    dataset = ImageTagDataset(list(tags_of), flipped, multi_hot(list(tags_of.values()), tags))
+    dataset = ImageTagDataset(list(tags_of), flipped, torch.from_numpy(multi_hot(list(tags_of.values()), tags)))
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=PLAIN_WORKERS,
                         collate_fn=collate_readable, persistent_workers=PLAIN_WORKERS > 0)
     model = plain_model(len(tags), args.weights)
@@ -239,8 +239,9 @@ def mean_and_error(values):
 
 
 def shown(values, signed=False):
+    """'mean ± standard error', or the mean alone for a single run (it has no error to show)."""
     average, error = mean_and_error(values)
-    return f"{average:{'+' if signed else ''}.3f} ± {error:.3f}"
+    return f"{average:{'+' if signed else ''}.3f}" + ("" if np.isnan(error) else f" ± {error:.3f}")
 
 
 def paired_gains(rows, name, reference, key):

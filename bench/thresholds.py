@@ -49,7 +49,7 @@ def predictions(tagger, folder, names=None):
     folded = np.array(tagger.checkpoint["calibration"]["thresholds"]).clip(1e-4, 1 - 1e-4)
     logits = np.log(probabilities.clip(1e-7, 1 - 1e-7) / (1 - probabilities.clip(1e-7, 1 - 1e-7)))
     unfolded = 1 / (1 + np.exp(-(logits + np.log(folded / (1 - folded)))))
-    return multi_hot(list(tags_of.values()), tagger.tags).numpy(), unfolded
+    return multi_hot(list(tags_of.values()), tagger.tags), unfolded
 
 
 def strategies(targets, probabilities):

@@ -14,7 +14,7 @@ import torch
 
 from common.errors import UserError
 from common.files import atomic_write, interrupts_deferred, load_torch_file, write_text_atomically
-from common.images import IMAGENET_MEAN, IMAGENET_STD
+from common.transforms import IMAGENET_MEAN, IMAGENET_STD
 from common.model import available_architectures, build_model, small_input_layout_of
 
 CHECKPOINT_FORMAT = "multitag-trainer"

@@ -9,30 +9,16 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
 from tqdm.auto import tqdm  # widgets in notebooks, text bars in terminals
 
 from common.errors import UserError
-from common.images import open_image
+from common.images import describe_read_error, open_image
 
 
 def no_readable_images(folder):
     return UserError(f"none of the training images in {folder} could be read. "
                      "Check them with `python prepare.py check`.")
-
-
-def describe_read_error(error):
-    """A short reason for an unreadable image, without the path (the caller names the file)."""
-    if isinstance(error, UnidentifiedImageError):
-        return "not an image format Pillow can read (empty, corrupt or mislabelled file)"
-    if isinstance(error, Image.DecompressionBombError):
-        return (f"{error} Shrink the image, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file "
-                "(a decompression bomb is a tiny file that expands to exhaust memory)")
-    text = str(error)
-    if "truncated" in text:
-        return "the file is truncated (an incomplete download?)"
-    return f"{type(error).__name__}: {text}"
 
 
 class Batch(NamedTuple):

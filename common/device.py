@@ -2,9 +2,9 @@
 
 import torch
 
+from common.choices import DEVICE_CHOICES
 from common.errors import UserError
 
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
 
 def mps_is_available():

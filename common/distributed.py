@@ -10,7 +10,7 @@ Rank 0 is the "main" process: it alone prints, writes files and saves models.
 
 import datetime
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch.distributed as dist
 
 from common.device import pick_device
 from common.errors import UserError
+from common.files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,16 @@ class Processes:
     @property
     def is_distributed(self):
         return self.world_size > 1
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a run computes: its device, its arithmetic precision (fp32, bf16, fp16) and
+    its place among torchrun's processes."""
+
+    device: torch.device
+    precision: str
+    processes: Processes = field(default_factory=Processes)
 
 
 def launched_processes():
@@ -163,8 +174,6 @@ def part_path(path, processes):
 def join_parts(path, processes, header=""):
     """Rank 0 writes `path` as `header` followed by every process's part in rank order, then
     deletes the parts; streamed, so the parts never need to fit in memory together."""
-    from common.files import atomic_write
-
     barrier()  # every part is complete
     if processes.is_main:
         parts = [part_path(path, Processes(rank, 0, processes.world_size)) for rank in range(processes.world_size)]
@@ -179,7 +188,6 @@ def join_parts(path, processes, header=""):
     barrier()  # nobody moves on (or exits) before the file is in place
 
 
-LR_SCALING_CHOICES = ("sqrt", "linear", "none")
 
 
 def learning_rate_for(base_rate, world_size, scaling):

@@ -37,9 +37,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common.dataset import describe_read_error
 from common.files import atomic_write
-from common.images import open_image
+from common.images import describe_read_error, open_image
 from common.progress import progress
 
 LOOK_SIDE = 16  # pixels of a look, in colour

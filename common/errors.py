@@ -1,9 +1,11 @@
 """Errors that are the user's to fix, shown as one clear line instead of a traceback."""
 
+import contextlib
 import functools
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 
@@ -79,8 +81,26 @@ def quiet_start(main_file):
     """For train.py, infer.py and prepare.py run as scripts (not in a notebook or the tests):
     a Ctrl-C before main() ends at once and quietly. main() restores the usual handling
     (exit_on_user_error), under which Ctrl-C saves what a run has done."""
-    if Path(main_file or "").name in SCRIPTS and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    global _run_as_script
+    _run_as_script = Path(main_file or "").name in SCRIPTS
+    if _run_as_script and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, stop_at_once_while_starting)
+
+
+_run_as_script = False
+
+
+@contextlib.contextmanager
+def loading_libraries():
+    """Around the imports a script makes once its settings are checked (torch and the modules built
+    on it): a Ctrl-C there, too, ends at once and quietly, as one before main() does."""
+    quiet = _run_as_script and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, stop_at_once_while_starting) if quiet else None
+    try:
+        yield
+    finally:
+        if quiet:
+            signal.signal(signal.SIGINT, previous)
 
 
 def quiet_keyboard_interrupt(exception_type, exception, traceback, previous_hook=sys.excepthook):

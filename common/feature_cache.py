@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from common.dataset import collate_readable, no_readable_images
 from common.distributed import all_agree, gather_rows
-from common.epoch import readable_batches, to_device
+from common.passes import readable_batches, to_device
 from common.model import classifier_head_name, fold_batchnorm, set_submodule
 from common.precision import autocast
 

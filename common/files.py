@@ -1,7 +1,9 @@
 """Writing files so that a crash or Ctrl-C never leaves a half-written one behind."""
 
 import contextlib
+import csv
 import errno
+import math
 import os
 import re
 import shutil
@@ -10,8 +12,6 @@ import stat
 import tempfile
 import threading
 from pathlib import Path
-
-import torch
 
 from common.errors import UserError
 
@@ -280,6 +280,8 @@ def load_torch_file(path, description):
         raise UserError(f"{description} {path} is a folder, not a file: give the path of the file itself")
     if not path.is_file():
         raise UserError(f"{description} {path} does not exist: check the path")
+    import torch  # here, so that the text-only commands that write files never load it
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -305,3 +307,18 @@ def _what_is_wrong_with(path):
         return "is not a PyTorch file: point it at a .pth file written by train.py"
     kind = "JSON" if text[:1] in "[{" else "text"
     return f"holds {kind}, not a PyTorch model: point it at a .pth file written by train.py"
+
+
+def write_rows(path, rows, columns):
+    """A CSV with a header row, written atomically; floats with 4 decimals, NaN left empty."""
+    with atomic_write(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(row.get(column)) for column in columns])
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    return "" if value is None else value

@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse
-import torch
 
 from common.errors import UserError
 from common.files import write_text_atomically
@@ -189,13 +187,15 @@ def build_vocabulary(tag_lists, min_count=1):
 
 
 def multi_hot(tag_lists, vocabulary):
-    """An (images x tags) float tensor with 1 where the image carries the tag (tag_matrix, dense)."""
-    return torch.from_numpy(tag_matrix(tag_lists, vocabulary).toarray())
+    """An (images x tags) float array with 1 where the image carries the tag (tag_matrix, dense)."""
+    return tag_matrix(tag_lists, vocabulary).toarray()
 
 
 def tag_matrix(tag_lists, vocabulary):
     """The same as multi_hot, as a SciPy sparse (CSR) matrix: a million images with thousands of
     tags take a few bytes per tag they carry, instead of 4 bytes per image and known tag (12 GB)."""
+    import scipy.sparse  # here: scanning a folder and reading its tags (prepare.py) need no SciPy
+
     column = {tag: position for position, tag in enumerate(vocabulary)}
     columns = [list(dict.fromkeys(column[tag] for tag in tags if tag in column)) for tags in tag_lists]  # 0/1
     indices = np.fromiter((position for row in columns for position in row), dtype=np.int32)

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from common.duplicates import components, find_duplicates, fingerprint_cache_path
 from common.errors import UserError
+from common.files import atomic_write
 from common.folder_scan import short_list
 from common.tagfiles import decode_tag_bytes
 
-GROUP_DUPLICATES_CHOICES = ("on", "off")
 GROUP_FILE_COLUMNS = ("group", "image")
 
 
@@ -107,21 +108,11 @@ def group_names_by_pattern(names, pattern):
     return keys, unmatched
 
 
-def related_images(args, paths, processes=None, description=print):
+def related_images(args, paths, description=print):
     """The RelatedImages of `paths` (the images of args.data) from the run's settings: --group-duplicates,
-    --group-by and --groups. Computed by the main process and sent to the others under torchrun.
-    Prints what it found in one line."""
-    from common.distributed import from_main
-
-    found = None
-    if processes is None or processes.is_main:
-        found = _find_related_images(args, list(paths), description)
-    return from_main(found) if processes is not None else found
-
-
-def _find_related_images(args, paths, description):
-    from common.duplicates import components, find_duplicates, fingerprint_cache_path
-
+    --group-by and --groups. Prints what it found in one line. (Under torchrun the main process
+    finds them and sends them to the others: common/distributed.py's from_main.)"""
+    paths = list(paths)
     started = time.perf_counter()
     root = Path(args.data)
     names = [Path(path).relative_to(root).as_posix() for path in paths]
@@ -181,8 +172,6 @@ def _find_related_images(args, paths, description):
 # ----------------------------------------------------------------------------- the group file
 def write_group_file(path, named_groups):
     """The CSV --groups reads: one row (group, image) for each image of each group, in order."""
-    from common.files import atomic_write
-
     with atomic_write(path, "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(GROUP_FILE_COLUMNS)

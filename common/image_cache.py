@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from common.dataset import Batch, ImageTagDataset, collate_readable
-from common.images import decode_transform
+from common.transforms import decode_transform
 from common.progress import progress
 
 BYTES_PER_MB = 2 ** 20

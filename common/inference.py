@@ -14,7 +14,7 @@ from common.dataset import ImageTagDataset, collate_readable
 from common.distributed import gather_rows
 from common.errors import UserError
 from common.folder_scan import multi_hot
-from common.images import decode_transform, normalize_batch
+from common.transforms import decode_transform, normalize_batch
 from common.jpeg_decode import EncodedJpegs, decode_on_device
 from common.metrics import evaluate, tag_report
 from common.model import classifier_head_name, fold_batchnorm, set_submodule
@@ -117,7 +117,7 @@ def evaluate_tagger(tagger, images, truth, thresholds, batch_size, workers, unre
     """Score a tagger on images whose true tags are known: (overall scores, per-tag report rows),
     or (None, None) when no image could be read. Tags unknown to the model are not scored. Under
     torchrun each process passes its share of the images and all get the scores over every share."""
-    all_targets = multi_hot(truth, tagger.tags).numpy()
+    all_targets = multi_hot(truth, tagger.tags)
     targets, probabilities = [], []
     for positions, rows in tagger.run(images, batch_size, workers, unreadable, "evaluating"):
         targets.append(all_targets[positions])

@@ -22,9 +22,8 @@ from torchvision.transforms.v2 import functional
 
 from common.dataset import Batch, ImageTagDataset
 from common.errors import UserError
-from common.images import decode_transform
+from common.transforms import decode_transform
 
-DECODE_CHOICES = ("auto", "cpu", "gpu")
 
 
 def resolve_decode(choice, device):

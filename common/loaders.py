@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from common.dataset import ImageTagDataset, collate_readable
 from common.distributed import contiguous_shard
 from common.image_cache import cache_size_mb, decode_into_memory
-from common.images import decode_transform, kept_pixels_transform, train_transform
+from common.transforms import decode_transform, kept_pixels_transform, train_transform
 from common.jpeg_decode import EncodedJpegs, resolve_decode
 
 

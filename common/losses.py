@@ -3,9 +3,9 @@
 import torch
 from torch import nn
 
+from common.choices import LOSS_CHOICES
 from common.errors import UserError
 
-LOSS_CHOICES = ("bce", "asl")
 
 
 class AsymmetricLoss(nn.Module):

@@ -141,3 +141,16 @@ def tag_report(targets, probabilities, thresholds, tags):
              "recall": float(tp[i] / (tp[i] + fn[i])) if tp[i] + fn[i] else math.nan,
              "f1": float(f1[i]), "threshold": float(thresholds[i])} for i, tag in enumerate(tags)]
     return sorted(rows, key=lambda row: (row["support"] == 0, row["f1"], row["tag"]))
+
+
+def format_tag_report(rows, limit=10):
+    """The worst `limit` tags as a small fixed-width table (rows come sorted worst first)."""
+    shown = rows[:limit]
+    width = max([len("tag")] + [len(row["tag"]) for row in shown])
+    lines = [f"  {'tag':<{width}}  {'support':>7}  {'AP':>5}  {'prec':>5}  {'recall':>6}  {'F1':>5}  {'thresh':>6}"]
+    for row in shown:
+        lines.append(f"  {row['tag']:<{width}}  {row['support']:>7}  {row['ap']:5.3f}  {row['precision']:5.3f}  "
+                     f"{row['recall']:6.3f}  {row['f1']:5.3f}  {row['threshold']:6.3f}")
+    if len(rows) > limit:
+        lines.append(f"  ... and {len(rows) - limit} more tags in the CSV report")
+    return "\n".join(lines)

@@ -11,8 +11,6 @@ from torchvision import models
 from common.errors import UserError
 from common.files import load_torch_file
 
-DEFAULT_ARCH = "resnet50"
-WEIGHT_CHOICES = "imagenet | none | PATH"
 
 
 def is_pretrained(weights):
@@ -65,7 +63,6 @@ def fold_thresholds_into_head(model, thresholds):
 
 
 SMALL_INPUT_LIMIT = 96  # pixels: at or below this, --small-input auto adapts a ResNet to the small pictures
-SMALL_INPUT_CHOICES = ("auto", "on", "last", "off")
 LAYOUT_OF_CHOICE = {"on": "layer2", "last": "layer4"}
 # How a ResNet was adapted to small inputs, as the checkpoint records it ("small_input"):
 #   "layer2"        the second stage's first block keeps its input's resolution (stride 1), so the

@@ -1,14 +1,23 @@
 """The optimizer and its learning-rate schedule: AdamW with weight decay on weights only, a
 smaller rate for pretrained layers, and a warm-up followed by a cosine decay."""
 
-import argparse
 import math
+from typing import NamedTuple
 
 import torch
 
 from common.model import classifier_head_name, is_pretrained
 
 PRETRAINED_BACKBONE_LR_FACTOR = 0.3  # --backbone-lr auto with pretrained weights (bench/README.md)
+
+
+class Optimization(NamedTuple):
+    """What a training step needs beside the model and the batch."""
+
+    loss_function: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler  # loss scaling for fp16; a no-op otherwise
 
 
 def parameter_groups(model, weight_decay, backbone_lr_factor=1.0):
@@ -26,19 +35,6 @@ def parameter_groups(model, weight_decay, backbone_lr_factor=1.0):
             groups.setdefault((factor, decay), []).append(parameter)
     return [{"params": params, "weight_decay": decay, "lr_factor": factor}
             for (factor, decay), params in sorted(groups.items(), reverse=True)]
-
-
-def backbone_lr_setting(text):
-    """The --backbone-lr value: 'auto' or a share of --lr from 0 (frozen) to 1 (the same)."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        share = float(text)
-    except ValueError:
-        share = math.nan
-    if not 0 <= share <= 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not auto or a number from 0 to 1 (a share of --lr)")
-    return share
 
 
 def backbone_lr_factor(args):

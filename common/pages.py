@@ -14,11 +14,12 @@ import io
 import json
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-from common.audit import SUSPECT_COLUMNS
+from common.suspects import SUSPECT_COLUMNS
 from common.files import atomic_write
 from common.folder_scan import map_in_threads
 from common.images import open_image
@@ -136,24 +137,45 @@ def worst_images(targets, probabilities, thresholds, per_tag=WORST_PER_TAG):
     return worst
 
 
-def report_data(title, history, tag_rows, names, image_paths, targets, probabilities, thresholds, tags,
-                suspects=(), suspects_folder=None, suspects_file="suspects.csv", summary=""):
-    """Everything the report page shows, as plain JSON-ready data. names: the validation images'
-    names as shown; image_paths: where to read them (for thumbnails); thresholds: per-tag decision
-    points of `probabilities`; suspects: rows of a suspects CSV, whose images are in suspects_folder."""
-    targets, probabilities = np.asarray(targets), np.asarray(probabilities)
-    worst = worst_images(targets, probabilities, thresholds) if len(names) else []
+class ValidationShown(NamedTuple):
+    """The validation images as the report page shows them, and what the model made of them."""
+
+    names: list  # as shown on the page
+    image_paths: list  # where to read them, for the thumbnails
+    targets: np.ndarray  # (images x tags) 0/1
+    probabilities: np.ndarray
+    thresholds: list  # each tag's decision point
+    tag_rows: list  # the per-tag table (metrics.tag_report), worst first
+
+
+class SuspectsShown(NamedTuple):
+    """Rows of a suspects CSV, the folder their images are in, and the file's name (to save marks to)."""
+
+    rows: list
+    folder: Path
+    file: str = "suspects.csv"
+
+
+def report_data(title, history, tags, validation=None, suspects=None, summary=""):
+    """Everything the report page shows, as plain JSON-ready data: the curves of `history`, and a
+    ValidationShown's table, worst pictures and precision-recall, and a SuspectsShown's rows."""
+    validation = validation or ValidationShown([], [], np.zeros((0, len(tags))), np.zeros((0, len(tags))),
+                                               [0.5] * len(tags), [])
+    suspects = suspects or SuspectsShown([], Path("."))
+    names = validation.names
+    targets, probabilities = np.asarray(validation.targets), np.asarray(validation.probabilities)
+    worst = worst_images(targets, probabilities, validation.thresholds) if len(names) else []
     shown = sorted({row for tag in worst for side in ("fp", "fn") for row, _ in tag[side]})
-    suspects = list(suspects)[:SUSPECTS_SHOWN]
-    pictures = {names[row]: image_paths[row] for row in shown}
-    pictures |= {row["image"]: Path(suspects_folder) / row["image"] for row in suspects}
+    rows = list(suspects.rows)[:SUSPECTS_SHOWN]
+    pictures = {names[row]: validation.image_paths[row] for row in shown}
+    pictures |= {row["image"]: Path(suspects.folder) / row["image"] for row in rows}
     thumbs = thumbnails(list(pictures.values()))
     return {"kind": "report", "title": title, "summary": summary, "tags": list(tags), "names": list(names),
             "thumbs": {name: thumbs[str(path)] for name, path in pictures.items()},
-            "table": [_plain_row(row) for row in tag_rows], "worst": worst,
+            "table": [_plain_row(row) for row in validation.tag_rows], "worst": worst,
             "pr": precision_recall_points(targets, probabilities) if len(names) else [],
-            "suspects": [{key: row.get(key, "") for key in SUSPECT_COLUMNS} for row in suspects],
-            "suspects_file": suspects_file, "curves_svg": training_curves_svg(history) if history else ""}
+            "suspects": [{key: row.get(key, "") for key in SUSPECT_COLUMNS} for row in rows],
+            "suspects_file": suspects.file, "curves_svg": training_curves_svg(history) if history else ""}
 
 
 def suspects_data(title, suspects, folder, suspects_file, summary=""):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
+from common.choices import PRECISION_CHOICES
 from common.errors import UserError
 
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 
 
 @functools.cache

@@ -14,7 +14,7 @@ CHANGEABLE_ON_RESUME = {"epochs", "patience", "device", "workers", "cache_mb", "
                         "env_file", "resume"}
 
 
-def check_training_settings(args, paths):
+def check_training_settings(args, outputs):
     """Raise a UserError naming the first setting that cannot work; touch nothing."""
     data = Path(args.data)
     if not data.is_dir():
@@ -22,8 +22,8 @@ def check_training_settings(args, paths):
         raise UserError(f"--data {data} {what}: give the folder of training images and their tag files "
                         f"(relative paths start from {Path.cwd()})")
     for key, what in (("model", "model"), ("tags", "tag list"), ("suspects", "suspects CSV")):
-        if key in paths:  # a training run writes a model and its tags, an audit its suspects
-            check_output_file(paths[key], what)
+        if key in outputs:  # a training run writes a model and its tags, an audit its suspects
+            check_output_file(outputs[key], what)
     if args.index_cache:
         check_output_file(args.index_cache, "--index-cache file")
     refit = getattr(args, "refit_epochs", 0)
@@ -41,7 +41,7 @@ def apply_resumed_settings(args, state, model_path):
     be raised. Prints what is resumed."""
     saved, done = state["settings"], state["epochs_done"]
     for name, value in saved.items():
-        if not hasattr(args, name) or name == "processes":
+        if not hasattr(args, name) or name in ("process_count", "processes"):  # ("processes": older files)
             continue
         if name in args.given and name not in CHANGEABLE_ON_RESUME and not _same(getattr(args, name), value):
             raise UserError(f"{args.given[name]} {getattr(args, name)} differs from the interrupted run's {value}, "

@@ -141,6 +141,19 @@ def number(minimum=None, maximum=None, above=None, below=None):
     return parse
 
 
+def backbone_lr_setting(text):
+    """The --backbone-lr value: 'auto' or a share of --lr from 0 (frozen) to 1 (the same)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        share = float(text)
+    except ValueError:
+        share = math.nan
+    if not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not auto or a number from 0 to 1 (a share of --lr)")
+    return share
+
+
 class CommandParser(argparse.ArgumentParser):
     """An ArgumentParser whose mistakes are one line (not argparse's usage block), whose --help shows
     meaningful defaults, and whose flags must be spelled out."""

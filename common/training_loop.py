@@ -1,35 +1,32 @@
-"""The training loop: one TrainingRun holds a run's model, data, optimizer and history, and
-its fit() and finish() train, keep the best epoch, calibrate thresholds and write the reports."""
+"""The training loop: one TrainingRun holds a run's model, data, optimizer and history; the module's
+fit(run) trains it and keeps the best epoch, and finish(run, write_outputs) calibrates the
+thresholds, has the report files written (by the function it is given) and saves the model."""
 
-import datetime
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from common.audit import default_suspects_path, read_suspects, suspect_rows
 from common.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, save_training_state, write_tag_list
 from common.dataset import UnreadableImages, no_readable_images
-from common.distributed import Processes, copy_weights_from_main, from_main, gather_objects, learning_rate_for
-from common.epoch import full_batches, predict, train_one_epoch
+from common.distributed import Runtime, copy_weights_from_main, from_main, gather_objects, learning_rate_for
+from common.passes import full_batches, predict, train_one_epoch
 from common.errors import UserError
 from common.feature_cache import cache_features
-from common.files import further_interrupts_ignored
+from common.files import further_interrupts_ignored, write_rows
 from common.folder_scan import short_list
-from common.images import IMAGENET_MEAN, IMAGENET_STD
+from common.transforms import IMAGENET_MEAN, IMAGENET_STD
 from common.loaders import augments, make_loaders
 from common.losses import make_loss
-from common.metrics import calibrate_thresholds, evaluate, tag_report
+from common.metrics import calibrate_thresholds, evaluate, format_tag_report, tag_report
 from common.model import build_model, classifier_head_name, count_parameters, fold_thresholds_into_head, is_pretrained
-from common.optimizer import backbone_lr_factor, make_optimizer, make_scheduler
+from common.optimizer import Optimization, backbone_lr_factor, make_optimizer, make_scheduler
 from common.precision import make_grad_scaler
-from common.pages import SUSPECTS_SHOWN, report_data, write_page
 from common.split import LEAKED, optimistic_validation_warning
-from common.reports import REPORT_COLUMNS, format_tag_report, plot_precision_recall, plot_training_curves, write_rows
 
 # Seconds between two writes of the resumable state after an epoch (Ctrl-C writes it at once).
 # It holds the optimizer's moments too, three times the model's size (135 MB for ResNet-18): one
@@ -48,12 +45,22 @@ REFIT_TOLERANCE = 0.02
 REFIT_THRESHOLDS = "carried"
 
 
+class ValidationResults(NamedTuple):
+    """The final model's predictions for the validation images, and what was chosen from them."""
+
+    targets: np.ndarray  # (images x tags) 0/1
+    probabilities: np.ndarray  # before the thresholds were folded into the model
+    positions: np.ndarray  # each row's place in the validation part (unreadable images left out)
+    thresholds: np.ndarray  # one per tag
+    tag_rows: list  # metrics.tag_report's rows, worst first
+
+
 @dataclass
 class TrainingRun:
     """Everything one run needs and produces, so the functions below take one argument."""
 
     args: object
-    paths: dict
+    outputs: dict  # the run's files: model, tags, last.pth, metrics.csv, report.html, ... (train.py)
     vocabulary: list
     split_names: dict
     model: torch.nn.Module
@@ -61,13 +68,11 @@ class TrainingRun:
     train_loader: DataLoader
     validation_loader: DataLoader | None
     refit_loader: DataLoader | None  # training and held-out images, for the last epochs (see hand_over)
-    device: torch.device
-    precision: str
+    runtime: Runtime
     unreadable: UnreadableImages = field(default_factory=UnreadableImages)
     history: list = field(default_factory=list)
     best: dict | None = None
     epochs_done: int = 0
-    processes: Processes = field(default_factory=Processes)
     state_saved_at: float = field(default_factory=time.monotonic)
     # Once the last epochs begin: {"active": False} when the held-out images keep validating, else
     # {"active": True, "epoch": the last validated one, "thresholds": chosen then, "targets",
@@ -75,10 +80,8 @@ class TrainingRun:
     refit: dict | None = None
 
     def __post_init__(self):
-        self.loss_function = make_loss(self.args.loss)
         learning_rate = learning_rate_for(self.args.lr, self.processes.world_size, self.args.lr_scaling)
-        self.optimizer = make_optimizer(self.trainable, learning_rate, self.args.weight_decay,
-                                        backbone_lr_factor(self.args))
+        optimizer = make_optimizer(self.trainable, learning_rate, self.args.weight_decay, backbone_lr_factor(self.args))
         # Under torchrun, DistributedDataParallel averages the gradients of all processes in every
         # backward pass, so each process takes the same step; evaluation uses the plain module.
         self.train_module = self.trainable
@@ -89,8 +92,18 @@ class TrainingRun:
                   f"{self.processes.world_size} = {self.args.batch_size * self.processes.world_size} | learning "
                   f"rate: {self.args.lr:g} scaled ({self.args.lr_scaling}) to {learning_rate:g}")
         total_steps = self.args.epochs * full_batches(self.train_loader)
-        self.scheduler = make_scheduler(self.optimizer, total_steps, self.args.warmup)
-        self.scaler = make_grad_scaler(self.device, self.precision)
+        self.optimization = Optimization(make_loss(self.args.loss), optimizer,
+                                         make_scheduler(optimizer, total_steps, self.args.warmup),
+                                         make_grad_scaler(self.device, self.precision))
+
+    # The parts of the runtime and the optimization, by name
+    device = property(lambda self: self.runtime.device)
+    precision = property(lambda self: self.runtime.precision)
+    processes = property(lambda self: self.runtime.processes)
+    loss_function = property(lambda self: self.optimization.loss_function)
+    optimizer = property(lambda self: self.optimization.optimizer)
+    scheduler = property(lambda self: self.optimization.scheduler)
+    scaler = property(lambda self: self.optimization.scaler)
 
     def checkpoint(self, metrics, thresholds, **extra):
         return make_checkpoint(self.model, arch=self.args.arch, tags=self.vocabulary, thresholds=thresholds,
@@ -106,13 +119,13 @@ class TrainingRun:
                              "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                              "epochs_done": self.epochs_done, "best": self.best, "history": self.history,
                              "vocabulary": self.vocabulary, "split": self.split_names, "refit": self.refit,
-                             "settings": settings_of(self.args)}, self.paths["last.pth"])
+                             "settings": settings_of(self.args)}, self.outputs["last.pth"])
 
     def restore(self, state):
         if state["vocabulary"] != self.vocabulary:
             raise UserError(f"the tags in {self.args.data} changed since the interrupted run; start a fresh run "
                             "without --resume")
-        before = state["settings"].get("processes", 1)
+        before = state["settings"].get("process_count", state["settings"].get("processes", 1))  # (older files)
         if before != self.processes.world_size:  # the schedule counts steps, and steps depend on it
             raise UserError(f"the interrupted run used {before} process(es) and this one {self.processes.world_size}: "
                             "resume with the same torchrun --nproc_per_node and --nnodes (or without torchrun)")
@@ -125,12 +138,12 @@ class TrainingRun:
         print(f"resuming after epoch {self.epochs_done} (best so far: epoch {self.best and self.best['epoch']})")
 
 
-def build_training_run(args, data, split, split_names, small_input, device, precision, processes, paths=None,
-                       decoded=None):
-    """A run ready for its first epoch: loaders over `split` of `data` (image paths, targets,
-    vocabulary), and the model (its backbone's features computed once with --freeze-backbone).
-    decoded: the images already decoded in memory (see make_loaders)."""
+def build_training_run(args, data, split, split_names, small_input, runtime, outputs=None, decoded=None):
+    """A run ready for its first epoch on `runtime` (a Runtime): loaders over `split` of `data` (image
+    paths, targets, vocabulary), and the model (its backbone's features computed once with
+    --freeze-backbone). decoded: the images already decoded in memory (see make_loaders)."""
     paths_of_images, targets, vocabulary = data
+    device, precision, processes = runtime.device, runtime.precision, runtime.processes
     loaders = make_loaders(args, paths_of_images, targets, split, device, augments(args), processes,
                            for_training=not args.freeze_backbone, decoded=decoded,
                            with_refit=refit_epoch_count(args) > 0)
@@ -149,8 +162,8 @@ def build_training_run(args, data, split, split_names, small_input, device, prec
                   "it is meant for pretrained weights")
         loaders = [*cache_features(model, loaders[:2], args, device, precision, unreadable, processes), None]
         trainable = model.get_submodule(classifier_head_name(model))
-    return TrainingRun(args, paths or {}, vocabulary, split_names, model, trainable, *loaders, device, precision,
-                       unreadable=unreadable, processes=processes)
+    return TrainingRun(args, outputs or {}, vocabulary, split_names, model, trainable, *loaders, runtime,
+                       unreadable=unreadable)
 
 
 def settings_of(args):
@@ -192,10 +205,9 @@ def run_epoch(run, epoch):
     refitting = bool(run.refit and run.refit["active"])
     loader = run.refit_loader if refitting else run.train_loader
     shuffle_for_epoch(loader, run.args.seed, epoch)
-    train_loss, images_seen = train_one_epoch(
-        run.train_module, loader, run.loss_function, run.optimizer, run.scheduler, run.scaler, run.device,
-        run.precision, run.unreadable, f"epoch {epoch}/{run.args.epochs}",
-        steps=full_batches(run.train_loader) if refitting else None)
+    train_loss, images_seen = train_one_epoch(run.train_module, loader, run.optimization, run.runtime, run.unreadable,
+                                              f"epoch {epoch}/{run.args.epochs}",
+                                              steps=full_batches(run.train_loader) if refitting else None)
     if refitting:  # the model to keep is the latest; its figures stay those of the last validated epoch
         run.best = {**run.best, "epoch": epoch, "validated_epoch": run.refit["epoch"]}
         return {"epoch": epoch, "train_loss": train_loss, "lr": run.scheduler.get_last_lr()[0], "refit": True,
@@ -224,8 +236,8 @@ def run_epoch(run, epoch):
 def save_best(run):
     """Write the best epoch's model and the tag list (the main process does)."""
     if run.processes.is_main:
-        save_checkpoint(run.checkpoint(run.best, [0.5] * len(run.vocabulary)), run.paths["model"])
-        write_tag_list(run.paths["tags"], run.vocabulary)
+        save_checkpoint(run.checkpoint(run.best, [0.5] * len(run.vocabulary)), run.outputs["model"])
+        write_tag_list(run.outputs["tags"], run.vocabulary)
 
 
 def fit(run):
@@ -250,14 +262,14 @@ def fit(run):
             print(format_epoch_line(row, run.args.epochs))
             if run.processes.is_main:
                 columns = dict.fromkeys(key for earlier in run.history for key in earlier)  # refit rows lack some
-                write_rows(run.paths["metrics.csv"], run.history, list(columns))
+                write_rows(run.outputs["metrics.csv"], run.history, list(columns))
             if (epoch == run.args.epochs or patience_ran_out(run)
                     or time.monotonic() - run.state_saved_at >= STATE_SAVE_INTERVAL):
                 run.save_state()
     except KeyboardInterrupt:
         with further_interrupts_ignored():  # torchrun passes Ctrl-C on a second time: finish saving
             run.save_state()
-        model = run.paths["model"]
+        model = run.outputs["model"]
         if run.best:
             best = f"the best model (epoch {run.best['epoch']}) is in {model}"
         else:
@@ -310,40 +322,42 @@ def patience_ran_out(run):
     return bool(run.args.patience and run.best and run.epochs_done - run.best["epoch"] >= run.args.patience)
 
 
-def finish(run):
-    """Calibrate per-tag thresholds on the validation set, fold them into the model, and write
-    the reports. Returns the final metrics. Under torchrun every process predicts its share of the
-    validation images and computes the same thresholds; the main process writes the files."""
+def finish(run, write_outputs=None):
+    """Calibrate per-tag thresholds on the validation set, fold them into the model, and save it.
+    Returns the final metrics. Under torchrun every process predicts its share of the validation
+    images and computes the same thresholds; the main process writes the files. write_outputs(run,
+    validation): writes what people read about the run (train.py passes common/run_report.py's),
+    before the final save, so that a run killed in between writes them again when resumed;
+    validation is None without a validation set, else a ValidationResults."""
     writes = run.processes.is_main
-    saved = load_checkpoint(run.paths["model"]) if writes else None  # the main process saved the best epoch
+    saved = load_checkpoint(run.outputs["model"]) if writes else None  # the main process saved the best epoch
     if writes:
         run.model.load_state_dict(saved["state_dict"])
     copy_weights_from_main(run.model)
     # A run killed after its final save but before clearing up is resumed to here with its calibrated
     # model saved: calibrating that again would shift its thresholds twice, so only the clearing up is left
     calibrated = from_main(writes and "calibration" in saved and saved["epoch"] == run.best["epoch"])
-    metrics = from_main(saved["metrics"] if writes else None) if calibrated else calibrate(run, writes)
+    metrics = (from_main(saved["metrics"] if writes else None) if calibrated
+               else calibrate(run, writes, write_outputs or (lambda run, validation: None)))
     if writes:
-        if "mAP" not in metrics:
-            write_run_report(run)
-        plot_training_curves(run.history, run.paths["curves.png"])
-        run.paths["last.pth"].unlink(missing_ok=True)  # the run is complete: nothing left to resume
+        run.outputs["last.pth"].unlink(missing_ok=True)  # the run is complete: nothing left to resume
     summary = ", ".join(f"{name} {metrics[name]:.3f}" for name in ("mAP", "micro_f1", "macro_f1") if name in metrics)
     validated = (f"; the held-out images trained after epoch {metrics['validated_epoch']}, whose validation this is"
                  if "validated_epoch" in metrics else "")
     print(f"saved the model from epoch {metrics['epoch']} ({summary or 'no validation set'}{validated}) to "
-          f"{run.paths['model']}")
-    print(f"saved the tag list ({len(run.vocabulary)} tags) to {run.paths['tags']}; the report "
-          f"{run.paths['report.html'].name}, curves, tables and the split are beside the model")
+          f"{run.outputs['model']}")
+    print(f"saved the tag list ({len(run.vocabulary)} tags) to {run.outputs['tags']}; the report "
+          f"{run.outputs['report.html'].name}, curves, tables and the split are beside the model")
     if run.split_names.get(LEAKED):
         print(optimistic_validation_warning(run.split_names[LEAKED], len(run.split_names["validation"])))
     return metrics
 
 
-def calibrate(run, writes):
-    """Per-tag thresholds from the validation set, folded into the model, which is saved with the
-    report files; returns the final metrics."""
+def calibrate(run, writes, write_outputs):
+    """Per-tag thresholds from the validation set, folded into the model, which is saved after
+    write_outputs; returns the final metrics."""
     metrics = dict(run.best)
+    validation = None
     if run.validation_loader is not None and "mAP" in metrics:
         refit = None
         if run.refit and run.refit["active"]:  # chosen on the held-out images before they trained
@@ -359,18 +373,18 @@ def calibrate(run, writes):
               f"{calibrated['micro_f1']:.3f}, macro-F1 {metrics['macro_f1']:.3f} -> {calibrated['macro_f1']:.3f} "
               "(measured on the images the thresholds were chosen on, so a little optimistic)")
         report = tag_report(targets, probabilities, thresholds, run.vocabulary)
-        print(f"per-tag report, worst first (all tags in {run.paths['report.csv']}):\n{format_tag_report(report)}")
+        print(f"per-tag report, worst first (all tags in {run.outputs['report.csv']}):\n{format_tag_report(report)}")
         fold_thresholds_into_head(run.model, thresholds)
         metrics |= {f"{name}_at_0.5": metrics[name] for name in ("micro_f1", "macro_f1")}
         metrics |= {name: calibrated[name] for name in ("micro_f1", "macro_f1", "tp", "fp", "fn", "tn")}
-        if writes:
-            write_run_report(run, (targets, probabilities, positions, thresholds, report))
-            write_rows(run.paths["report.csv"], report, REPORT_COLUMNS)
-            plot_precision_recall(targets, probabilities, run.vocabulary, run.paths["pr.png"])
-            calibration = {"thresholds": thresholds.tolist(), "folded_into_head": True,
+        validation = ValidationResults(targets, probabilities, positions, thresholds, report)
+    if writes:
+        write_outputs(run, validation)
+        if validation is not None:
+            calibration = {"thresholds": validation.thresholds.tolist(), "folded_into_head": True,
                            **({"refit": refit} if refit else {})}
             save_checkpoint(run.checkpoint(metrics, [0.5] * len(run.vocabulary), calibration=calibration),
-                            run.paths["model"])
+                            run.outputs["model"])
     return metrics
 
 
@@ -395,43 +409,3 @@ def thresholds_after_refit(run, targets, before, thresholds):
     return chosen, {"from_epoch": run.refit["epoch"], "chosen": REFIT_THRESHOLDS,
                     "mean_logit_shift": float(np.abs(shift).mean()),
                     "alternatives": {name: np.asarray(value).tolist() for name, value in alternatives.items()}}
-
-
-def write_run_report(run, validation=None):
-    """NAME.report.html: the curves, and with a validation set its per-tag table, each tag's worst
-    images and the pairs whose labels the model most doubts (a quick look; `prepare.py audit`
-    judges every image). validation: (targets, probabilities, positions, thresholds, tag rows)."""
-    names, image_paths, suspects, doubted = [], [], [], "none"
-    targets = probabilities = np.zeros((0, len(run.vocabulary)))
-    thresholds, rows = [0.5] * len(run.vocabulary), []
-    if validation is not None:
-        targets, probabilities, positions, thresholds, rows = validation
-        names = [run.split_names["validation"][position] for position in positions]
-        image_paths = [Path(run.args.data) / name for name in names]
-        suspects = suspect_rows(names, run.vocabulary, targets, probabilities, limit=SUSPECTS_SHOWN)
-        doubted = "the validation pairs the model doubts most"
-    audit = default_suspects_path(run.args.data)
-    if audit.is_file():  # an audit of this folder judged every image: its suspects rather than the quick look
-        try:
-            suspects, doubted = read_suspects(audit)[:SUSPECTS_SHOWN], f"the audit's, from {audit}"
-        except UserError as error:
-            print(f"note: the report shows the quick look instead of the audit: {error}")
-    best = run.best or {}
-    scores = ", ".join(f"{name} {best[name]:.3f}" for name in ("mAP", "micro_f1", "macro_f1") if name in best)
-    refitted = (f", then the held-out images trained too, to epoch {best['epoch']}" if "validated_epoch" in best
-                else "")
-    if refitted:
-        best = {**best, "epoch": best["validated_epoch"]}
-    groups = run.split_names.get("groups", [])
-    grouped = f"; {len(groups)} groups of related images ({sum(map(len, groups))} images) kept on one side"
-    summary = (f"{run.args.arch} at {run.args.image_size} px, weights {run.args.weights}, {len(run.history)} epoch(s) "
-               f"on {len(run.split_names['train'])} images of {run.args.data}; best epoch {best.get('epoch')}"
-               f"{' (' + scores + ' at a 0.5 threshold)' if scores else ''}{refitted}; {len(names)} validation images"
-               f"{grouped if groups else ''}; suspect labels: {doubted}; {datetime.datetime.now():%Y-%m-%d %H:%M}")
-    model = run.paths["model"]
-    data = report_data(f"{model.name}: training report", run.history, rows, names, image_paths, targets,
-                       probabilities, thresholds, run.vocabulary, suspects, run.args.data, audit.name, summary)
-    if run.split_names.get(LEAKED):
-        data["warning"] = optimistic_validation_warning(run.split_names[LEAKED], len(run.split_names["validation"]))
-    size = write_page(run.paths["report.html"], data)
-    print(f"wrote the run report {run.paths['report.html']} ({size / 1e6:.1f} MB): open it in a browser")

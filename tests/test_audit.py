@@ -1,4 +1,4 @@
-"""The label audit (common/audit.py): folds, out-of-fold training, the ranking, and applying and
+"""The label audit (common/audit.py, common/suspects.py): folds, out-of-fold training, the ranking, and applying and
 undoing the fixes a person accepted, on real tag files."""
 
 import csv
@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from common.audit import (apply_fixes, confident_learning_issues, rank_suspects, read_accepted,
-                          suspect_rows, undo_fixes, write_suspects)
 from common.errors import UserError
+from common.suspects import (apply_fixes, confident_learning_issues, rank_suspects, read_accepted,
+                             suspect_rows, undo_fixes, write_suspects)
 from common.tagfiles import read_tag_file
 from conftest import save_image
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.audit import read_accepted
+from common.suspects import read_accepted
 from common.tagfiles import read_tag_file
 from conftest import FAST_TRAINING, run_main
 

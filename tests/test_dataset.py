@@ -7,7 +7,7 @@ import torch
 from conftest import save_image
 
 from common.dataset import ImageTagDataset, PackedPaths, collate_readable
-from common.images import eval_transform
+from common.transforms import eval_transform
 
 
 def test_unreadable_image_is_reported_not_raised(tmp_path):

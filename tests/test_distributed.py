@@ -17,9 +17,9 @@ from common.dataset import ImageTagDataset, UnreadableImages, collate_readable
 from common.demo import write_demo_dataset
 from common.distributed import Processes, contiguous_shard, learning_rate_for
 from common.duplicates import find_duplicates
-from common.epoch import predict
+from common.passes import predict
 from common.folder_scan import multi_hot, scan_folder
-from common.images import eval_transform
+from common.transforms import eval_transform
 from common.metrics import evaluate
 from common.tagfiles import default_tag_file, read_tag_file
 
@@ -73,7 +73,7 @@ def test_training_under_torchrun_prints_once_and_writes_one_model(distributed_ru
     assert "processes: 2 | global batch: 8 x 2 = 16" in result.stdout
     assert "broken.png" in result.stdout + result.stderr  # named, and the run went on
     checkpoint = load_checkpoint(root / "models" / "m.pth")
-    assert checkpoint["settings"]["processes"] == 2
+    assert checkpoint["settings"]["process_count"] == 2
     assert "module." not in next(iter(checkpoint["state_dict"]))  # the bare model, not its DDP wrapper
     assert sorted(path.name for path in (root / "models").iterdir()) == sorted(
         f"m.{kind}" for kind in ("pth", "tags.txt", "metrics.csv", "report.csv", "report.html", "curves.png",
@@ -99,7 +99,7 @@ def test_validation_metrics_are_those_of_one_process_over_the_whole_set(distribu
     checkpoint = load_checkpoint(root / "models" / "m.pth")
     split = json.loads((root / "models" / "m.split.json").read_text())
     images = [root / "shapes" / "train" / name for name in split["validation"]]
-    targets = multi_hot([read_tag_file(default_tag_file(image)) for image in images], checkpoint["tags"]).numpy()
+    targets = multi_hot([read_tag_file(default_tag_file(image)) for image in images], checkpoint["tags"])
     dataset = ImageTagDataset(images, eval_transform(checkpoint["image_size"]), torch.from_numpy(targets))
     loader = DataLoader(dataset, batch_size=7, collate_fn=collate_readable)
     model = model_from_checkpoint(checkpoint, torch.device("cpu"))
@@ -140,7 +140,7 @@ def test_sharded_inference_tags_every_image_once_and_joins_the_tables(distribute
     tags = joined_rows[0][1:]
     probabilities = np.array([[float(value) for value in row[1:]] for row in joined_rows[1:]])
     true_tags = {path.name: tags_of_image for path, tags_of_image in truth.items()}
-    targets = multi_hot([true_tags[row[0]] for row in joined_rows[1:]], tags).numpy()
+    targets = multi_hot([true_tags[row[0]] for row in joined_rows[1:]], tags)
     scores = evaluate(targets, probabilities, [0.5] * len(tags))
     assert scores["mAP"] > targets.mean(axis=0).mean() + 0.2, scores
 

@@ -10,7 +10,8 @@ from conftest import run_main
 
 from common.checkpoint import load_checkpoint
 from common.device import pick_device
-from common.images import normalize_batch, open_image
+from common.images import open_image
+from common.transforms import normalize_batch
 from common.inference import Tagger
 
 

@@ -13,7 +13,7 @@ def test_features_come_from_the_layer_below_the_head(shapes_dataset):
 
     from common.dataset import ImageTagDataset, UnreadableImages, collate_readable
     from common.folder_scan import scan_folder
-    from common.images import eval_transform
+    from common.transforms import eval_transform
 
     root, _ = shapes_dataset
     images = scan_folder(root / "train").images[:5]

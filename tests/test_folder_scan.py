@@ -17,7 +17,7 @@ from common.folder_scan import (
     scan_folder,
     tag_matrix,
 )
-from common.images import eval_transform
+from common.transforms import eval_transform
 from common.tagfiles import read_tag_file
 
 
@@ -70,9 +70,9 @@ def test_sparse_tag_matrix_equals_multi_hot_and_feeds_the_dataset_alike(tmp_path
     vocabulary = ["cat", "dog", "zebra"]
     sparse = tag_matrix(tag_lists, vocabulary)
     assert scipy.sparse.issparse(sparse)
-    assert np.array_equal(sparse.toarray(), multi_hot(tag_lists, vocabulary).numpy())
+    assert np.array_equal(sparse.toarray(), multi_hot(tag_lists, vocabulary))
     images = [save_image(tmp_path / f"{number}.png") for number in range(4)]
-    dense_set = ImageTagDataset(images, eval_transform(32), multi_hot(tag_lists, vocabulary))
+    dense_set = ImageTagDataset(images, eval_transform(32), torch.from_numpy(multi_hot(tag_lists, vocabulary)))
     sparse_set = ImageTagDataset(images, eval_transform(32), sparse)
     for position in range(4):
         assert torch.equal(dense_set[position][1], sparse_set[position][1])

@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader
 from common.dataset import Batch, ImageTagDataset, UnreadableImages, collate_readable
 from common.folder_scan import scan_folder
 from common.image_cache import cache_size_mb, decode_into_memory
-from common.images import decode_transform, eval_transform, kept_pixels_transform
+from common.transforms import decode_transform, eval_transform, kept_pixels_transform
 
 
 def images_with_a_broken_one(shapes_dataset):

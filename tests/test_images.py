@@ -4,7 +4,8 @@ import torch
 from conftest import write_awkward_valid_images
 from PIL import Image
 
-from common.images import decode_transform, eval_transform, normalize_batch, open_image, random_flips
+from common.images import open_image
+from common.transforms import decode_transform, eval_transform, normalize_batch, random_flips
 
 
 def test_images_are_upright_rgb_whatever_their_mode(tmp_path):

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from common.dataset import ImageTagDataset, collate_readable
 from common.errors import UserError
-from common.images import decode_transform
+from common.transforms import decode_transform
 from common.jpeg_decode import EncodedJpegs, JpegFile, decode_on_device, resolve_decode
 
 CPU = torch.device("cpu")

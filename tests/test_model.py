@@ -7,7 +7,7 @@ from torchvision import models
 
 from common.checkpoint import make_checkpoint, model_from_checkpoint
 from common.errors import UserError
-from common.images import IMAGENET_MEAN, IMAGENET_STD
+from common.transforms import IMAGENET_MEAN, IMAGENET_STD
 from common.metrics import per_tag_average_precision
 from common.model import build_model, fold_thresholds_into_head, small_input_layout
 

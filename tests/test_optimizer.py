@@ -10,12 +10,12 @@ from torch import nn
 from common.model import build_model
 from common.optimizer import (
     backbone_lr_factor,
-    backbone_lr_setting,
     make_optimizer,
     make_scheduler,
     parameter_groups,
     warmup_cosine,
 )
+from common.settings import backbone_lr_setting
 
 
 def test_weight_decay_skips_biases_and_normalisation_layers():

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from common import pages
-from common.pages import (PR_POINTS, contact_sheet_data, duplicates_data, line_chart, render_page, report_data,
-                          suspects_data, thumbnail_uri, worst_images, write_page)
+from common.pages import (PR_POINTS, SuspectsShown, ValidationShown, contact_sheet_data, duplicates_data, line_chart,
+                          render_page, report_data, suspects_data, thumbnail_uri, worst_images, write_page)
 from conftest import colourful, save_image
 
 
@@ -55,15 +55,16 @@ def test_the_report_carries_its_table_curves_errors_and_suspects_and_nothing_fro
               for i in range(30)]
     names = [image.name for image in images]
     targets = (rng.random((30, 3)) < 0.4).astype(float)
-    probabilities = np.clip(targets * 0.6 + rng.random((30, 3)) * 0.5, 0, 1)
+    # absent tags up to 0.7 and present ones from 0.4: both kinds of mistake at the 0.5 thresholds
+    probabilities = np.clip(targets * 0.4 + rng.random((30, 3)) * 0.7, 0, 1)
     history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "mAP": 0.5 + e / 20} for e in range(1, 5)]
     table = [{"tag": tag, "support": int(targets[:, i].sum()), "ap": 0.7, "precision": float("nan"), "recall": 0.5,
               "f1": 0.5, "threshold": 0.5} for i, tag in enumerate(["cat", "dog</script>", "sky"])]
     suspects = [{"image": "v3.png", "tag": "cat", "kind": "missing", "given": 0, "probability": 0.9, "score": 0.9,
                  "accept": ""}]
-    data = report_data("m.pth: training report", history, table, names, images, targets, probabilities,
-                       [0.5, 0.5, 0.5], ["cat", "dog</script>", "sky"], suspects, suspects_folder=tmp_path,
-                       suspects_file="m.suspects.csv", summary="summary")
+    data = report_data("m.pth: training report", history, ["cat", "dog</script>", "sky"],
+                       ValidationShown(names, images, targets, probabilities, [0.5, 0.5, 0.5], table),
+                       SuspectsShown(suspects, tmp_path, "m.suspects.csv"), summary="summary")
     size = write_page(tmp_path / "m.report.html", data)
     page = (tmp_path / "m.report.html").read_text(encoding="utf-8")
     assert size == len(page.encode())
@@ -73,9 +74,13 @@ def test_the_report_carries_its_table_curves_errors_and_suspects_and_nothing_fro
     assert shown["suspects"][0]["image"] == "v3.png" and shown["suspects_file"] == "m.suspects.csv"
     assert shown["thumbs"]["v3.png"].startswith("data:image/jpeg")  # the suspect's picture too
     assert page.count("<svg") >= 2 and "validation mAP" in page  # the curves, drawn without a script
+    assert any(worst["fp"] for worst in shown["worst"]) and any(worst["fn"] for worst in shown["worst"])
     for tag, worst in enumerate(shown["worst"]):
         for row, probability in worst["fp"]:
             assert targets[row, tag] == 0 and probability >= 0.5
+            assert shown["thumbs"][names[row]].startswith("data:image/jpeg")
+        for row, probability in worst["fn"]:
+            assert targets[row, tag] == 1 and probability < 0.5
             assert shown["thumbs"][names[row]].startswith("data:image/jpeg")
     assert all(curve is None or len(curve[0]) <= PR_POINTS for curve in shown["pr"])
 
@@ -93,8 +98,8 @@ def test_a_report_for_hundreds_of_tags_stays_a_sensible_size(tmp_path):
     table = [{"tag": tag, "support": 1, "ap": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5, "threshold": 0.5}
              for tag in tags]
     history = [{"epoch": 1, "train_loss": 1.0}]
-    data = report_data("big", history, table, [p.name for p in images], images, targets, probabilities,
-                       [0.5] * 300, tags)
+    data = report_data("big", history, tags,
+                       ValidationShown([p.name for p in images], images, targets, probabilities, [0.5] * 300, table))
     size = write_page(tmp_path / "big.html", data)
     assert size < 6_000_000  # every image thumbnailed once however many tags show it
 

@@ -205,7 +205,7 @@ def test_audit_ranks_suspects_into_a_csv_and_a_page_and_changes_no_tag_file(shap
 def test_an_interrupted_audit_reuses_its_finished_folds(shapes_dataset, tmp_path):
     import train
     from common.audit import out_of_fold_probabilities
-    from common.distributed import Processes
+    from common.distributed import Processes, Runtime
     from common.folder_scan import load_training_data
 
     root, _ = shapes_dataset
@@ -216,7 +216,7 @@ def test_an_interrupted_audit_reuses_its_finished_folds(shapes_dataset, tmp_path
     work = tmp_path / "folds"
 
     def audit():
-        return out_of_fold_probabilities(args, data, 2, work, torch.device("cpu"), "fp32", None, Processes())
+        return out_of_fold_probabilities(args, data, 2, work, Runtime(torch.device("cpu"), "fp32"), None)
 
     _, _, first, _ = audit()
     assert sorted(path.name for path in work.iterdir()) == ["fold-1-of-2.npz", "fold-2-of-2.npz"]

@@ -46,3 +46,9 @@ def test_the_first_screen_has_the_two_quick_start_commands_and_the_recipes_follo
 def test_the_readme_stays_short_and_about_the_project():
     assert len(README.split()) < 4500
     assert not re.search(r"\b(issue|hidden benchmark|session)s?\b", README, re.IGNORECASE)
+
+
+def test_the_layout_section_names_every_module_of_common():
+    layout = README[README.index("## Development"):].split("```")[1]
+    modules = {path.stem for path in (REPOSITORY / "common").glob("*.py")} - {"__init__"}
+    assert modules - set(re.findall(r"[a-z_]+", layout)) == set()

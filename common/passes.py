@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from common.distributed import all_agree, gather_objects, gather_rows, process_rank, sum_across_processes
-from common.images import normalize_batch, random_flips
+from common.transforms import normalize_batch, random_flips
 from common.jpeg_decode import decode_on_device
 from common.precision import autocast
 from common.progress import progress
@@ -32,10 +32,12 @@ def full_batches(loader):
     return max(len(loader.sampler) // loader.batch_size, 1)
 
 
-def train_one_epoch(model, loader, loss_function, optimizer, scheduler, scaler, device, precision, unreadable,
-                    description, steps=None):
-    """One pass over the loader, or its first `steps` batches; returns (mean training loss, number
-    of images used), over every process under torchrun."""
+def train_one_epoch(model, loader, optimization, runtime, unreadable, description, steps=None):
+    """One pass over the loader, or its first `steps` batches, with `optimization` (an Optimization:
+    loss, optimizer, schedule, scaler) on `runtime`'s device and precision (a Runtime); returns (mean
+    training loss, number of images used), over every process under torchrun."""
+    loss_function, optimizer, scheduler, scaler = optimization
+    device, precision = runtime.device, runtime.precision
     model.train()
     total_loss, total_images = 0.0, 0
     batches = loader if steps is None else itertools.islice(loader, steps)

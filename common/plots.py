@@ -1,49 +1,19 @@
-"""What a training run leaves beside the model, for people to read: CSV tables and plots.
+"""Pictures drawn with matplotlib: a run's loss and mAP curves and precision-recall plot (PNG
+files beside the model), and the notebooks' grids of images and tag-frequency charts. The HTML
+pages are common/pages.py's.
 
 Plots use matplotlib's object-oriented Figure API rather than pyplot, so writing a PNG never
 changes the plotting backend of a notebook that imports this module.
 """
 
-import csv
-import io
 import math
 
 import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve
 
-from common.distributed import join_parts, part_path
 from common.files import atomic_write
-
-REPORT_COLUMNS = ("tag", "support", "ap", "precision", "recall", "f1", "threshold")
-
-
-def write_rows(path, rows, columns):
-    """A CSV with a header row; floats with 4 decimals, NaN left empty."""
-    with atomic_write(path, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_cell(row.get(column)) for column in columns])
-
-
-def _cell(value):
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4f}"
-    return "" if value is None else value
-
-
-def format_tag_report(rows, limit=10):
-    """The worst `limit` tags as a small fixed-width table (rows come sorted worst first)."""
-    shown = rows[:limit]
-    width = max([len("tag")] + [len(row["tag"]) for row in shown])
-    lines = [f"  {'tag':<{width}}  {'support':>7}  {'AP':>5}  {'prec':>5}  {'recall':>6}  {'F1':>5}  {'thresh':>6}"]
-    for row in shown:
-        lines.append(f"  {row['tag']:<{width}}  {row['support']:>7}  {row['ap']:5.3f}  {row['precision']:5.3f}  "
-                     f"{row['recall']:6.3f}  {row['f1']:5.3f}  {row['threshold']:6.3f}")
-    if len(rows) > limit:
-        lines.append(f"  ... and {len(rows) - limit} more tags in the CSV report")
-    return "\n".join(lines)
+from common.images import open_image
 
 
 def plot_training_curves(history, path):
@@ -88,8 +58,6 @@ def _save(figure, path):
 
 def image_grid(paths, captions, columns=4, size=2.6):
     """A figure of pictures, each with its caption (tags, probabilities) below it, for notebooks."""
-    from common.images import open_image
-
     rows = max(1, math.ceil(len(paths) / columns))
     figure = Figure(figsize=(columns * size, rows * (size + 0.5)), layout="constrained")
     for axes in figure.subplots(rows, columns, squeeze=False).flat:
@@ -114,35 +82,3 @@ def tag_frequency_chart(frequency, limit=40):
              xlabel="images")
     axes.grid(axis="x", alpha=0.3)
     return figure
-
-
-def csv_header(tags):
-    line = io.StringIO(newline="")
-    csv.writer(line).writerow(["file", *tags])
-    return line.getvalue()
-
-
-def open_tables(stack, args, tags, processes):
-    """The optional CSV and JSONL writers; each file is streamed and only put in place once complete.
-    Under torchrun each process writes its own part, and the main process joins them afterwards."""
-    def where(path):
-        return part_path(path, processes) if processes.is_distributed else path
-
-    csv_writer = jsonl_file = None
-    if args.csv:
-        csv_file = stack.enter_context(atomic_write(where(args.csv), "w", newline=""))
-        csv_writer = csv.writer(csv_file)
-        if not processes.is_distributed:  # join_tables writes the header of the joined file
-            csv_file.write(csv_header(tags))
-    if args.jsonl:
-        jsonl_file = stack.enter_context(atomic_write(where(args.jsonl), "w"))
-    return csv_writer, jsonl_file
-
-
-def join_tables(args, tags, processes):
-    """Under torchrun: the main process puts the processes' parts together, in the folder's order."""
-    if processes.is_distributed:
-        if args.csv:
-            join_parts(args.csv, processes, header=csv_header(tags))
-        if args.jsonl:
-            join_parts(args.jsonl, processes)

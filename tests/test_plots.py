@@ -1,11 +1,14 @@
-"""What a run leaves for people to read: CSV tables, the per-tag report and the plots."""
+"""What a run leaves for people to read: its CSV tables (common/files.py), the per-tag text table
+(common/metrics.py) and the plots (common/plots.py)."""
 
 import csv
 import math
 
 import numpy as np
 
-from common.reports import format_tag_report, plot_precision_recall, plot_training_curves, write_rows
+from common.files import write_rows
+from common.metrics import format_tag_report
+from common.plots import plot_precision_recall, plot_training_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -8,9 +8,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from common.dataset import UnreadableImages, collate_readable
-from common.epoch import full_batches, predict, train_one_epoch
+from common.distributed import Runtime
+from common.passes import full_batches, predict, train_one_epoch
 from common.feature_cache import CachedFeatures
-from common.optimizer import make_optimizer, make_scheduler
+from common.optimizer import Optimization, make_optimizer, make_scheduler
 
 CPU = torch.device("cpu")
 
@@ -43,8 +44,8 @@ def test_an_epoch_takes_one_step_per_full_batch_and_lowers_the_loss():
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     losses = []
     for epoch in range(20):
-        loss, seen = train_one_epoch(model, data, nn.BCEWithLogitsLoss(), optimizer, scheduler, scaler, CPU, "fp32",
-                                     UnreadableImages(), f"epoch {epoch}")
+        loss, seen = train_one_epoch(model, data, Optimization(nn.BCEWithLogitsLoss(), optimizer, scheduler, scaler),
+                                     Runtime(CPU, "fp32"), UnreadableImages(), f"epoch {epoch}")
         assert seen == 40  # five full batches of 8; the last 3 images wait for the next shuffle
         losses.append(loss)
     assert scheduler.last_epoch == 20 * 5
@@ -69,7 +70,7 @@ def test_prediction_returns_every_images_targets_and_probabilities_in_order():
 def test_prediction_names_each_rows_image_when_some_cannot_be_read(shapes_dataset):
     from common.dataset import ImageTagDataset
     from common.folder_scan import scan_folder
-    from common.images import decode_transform
+    from common.transforms import decode_transform
 
     root, _ = shapes_dataset
     images = scan_folder(root / "train").images[:5]

@@ -1,0 +1,66 @@
+"""What a finished training run leaves for people to read beside the model: the report page
+(NAME.report.html), the per-tag table (NAME.report.csv) and the plots (NAME.curves.png, NAME.pr.png).
+train.py hands write_run_outputs to the training loop's finish(), which calls it before the
+final save; the loop itself knows nothing of pages or plots."""
+
+import datetime
+from pathlib import Path
+
+from common.errors import UserError
+from common.files import write_rows
+from common.pages import SUSPECTS_SHOWN, SuspectsShown, ValidationShown, report_data, write_page
+from common.plots import plot_precision_recall, plot_training_curves
+from common.split import LEAKED, optimistic_validation_warning
+from common.suspects import default_suspects_path, read_suspects, suspect_rows
+
+REPORT_COLUMNS = ("tag", "support", "ap", "precision", "recall", "f1", "threshold")  # NAME.report.csv
+
+
+def write_run_outputs(run, validation=None):
+    """Every file of the run's report; validation: the final model's ValidationResults, or None
+    without a validation set (then the page holds the curves and the summary alone)."""
+    write_report_page(run, validation)
+    if validation is not None:
+        write_rows(run.outputs["report.csv"], validation.tag_rows, REPORT_COLUMNS)
+        plot_precision_recall(validation.targets, validation.probabilities, run.vocabulary, run.outputs["pr.png"])
+    plot_training_curves(run.history, run.outputs["curves.png"])
+
+
+def write_report_page(run, validation=None):
+    """NAME.report.html: the curves, and with a validation set its per-tag table, each tag's worst
+    images and the pairs whose labels the model most doubts (a quick look; `prepare.py audit`
+    judges every image)."""
+    shown, suspects, doubted = None, [], "none"
+    if validation is not None:
+        names = [run.split_names["validation"][position] for position in validation.positions]
+        shown = ValidationShown(names, [Path(run.args.data) / name for name in names], validation.targets,
+                                validation.probabilities, validation.thresholds, validation.tag_rows)
+        suspects = suspect_rows(names, run.vocabulary, validation.targets, validation.probabilities,
+                                limit=SUSPECTS_SHOWN)
+        doubted = "the validation pairs the model doubts most"
+    audit = default_suspects_path(run.args.data)
+    if audit.is_file():  # an audit of this folder judged every image: its suspects rather than the quick look
+        try:
+            suspects, doubted = read_suspects(audit)[:SUSPECTS_SHOWN], f"the audit's, from {audit}"
+        except UserError as error:
+            print(f"note: the report shows the quick look instead of the audit: {error}")
+    best = run.best or {}
+    scores = ", ".join(f"{name} {best[name]:.3f}" for name in ("mAP", "micro_f1", "macro_f1") if name in best)
+    refitted = (f", then the held-out images trained too, to epoch {best['epoch']}" if "validated_epoch" in best
+                else "")
+    if refitted:
+        best = {**best, "epoch": best["validated_epoch"]}
+    groups = run.split_names.get("groups", [])
+    grouped = f"; {len(groups)} groups of related images ({sum(map(len, groups))} images) kept on one side"
+    summary = (f"{run.args.arch} at {run.args.image_size} px, weights {run.args.weights}, {len(run.history)} epoch(s) "
+               f"on {len(run.split_names['train'])} images of {run.args.data}; best epoch {best.get('epoch')}"
+               f"{' (' + scores + ' at a 0.5 threshold)' if scores else ''}{refitted}; "
+               f"{len(shown.names) if shown else 0} validation images"
+               f"{grouped if groups else ''}; suspect labels: {doubted}; {datetime.datetime.now():%Y-%m-%d %H:%M}")
+    model = run.outputs["model"]
+    data = report_data(f"{model.name}: training report", run.history, run.vocabulary, shown,
+                       SuspectsShown(suspects, Path(run.args.data), audit.name), summary)
+    if run.split_names.get(LEAKED):
+        data["warning"] = optimistic_validation_warning(run.split_names[LEAKED], len(run.split_names["validation"]))
+    size = write_page(run.outputs["report.html"], data)
+    print(f"wrote the run report {run.outputs['report.html']} ({size / 1e6:.1f} MB): open it in a browser")
