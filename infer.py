@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -342,9 +343,9 @@ def main(argv=None):
     try:
         return tag_folder(args)
     finally:
-        from common.distributed import stop_processes  # (loaded by then: starting them imported it)
-
-        stop_processes()
+        distributed = sys.modules.get("common.distributed")  # loaded once processes were started; a
+        if distributed:  # setting refused before that must not wait for torch to load
+            distributed.stop_processes()
 
 
 if __name__ == "__main__":

@@ -311,9 +311,9 @@ def main(argv=None):
     try:
         return run_demo(args) if args.demo else train_tagger(args)
     finally:
-        from common.distributed import stop_processes  # (loaded by then: starting them imported it)
-
-        stop_processes()
+        distributed = sys.modules.get("common.distributed")  # loaded once processes were started; a
+        if distributed:  # setting refused before that must not wait for torch to load
+            distributed.stop_processes()
 
 
 if __name__ == "__main__":

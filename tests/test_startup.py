@@ -87,3 +87,11 @@ def test_prepare_text_commands_never_load_torch(tmp_path):
     assert (folder / "a0.png.txt").read_text(encoding="utf-8").split() == ["cat", "indoor"]
     loaded, code, output = loaded_by("prepare.py", "check", str(folder), cwd=tmp_path)
     assert code in (0, None) and "torch" not in loaded and "torchvision" not in loaded, output
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("script", ["train.py", "infer.py"])
+def test_a_missing_model_setting_is_named_before_any_slow_library_loads(script, tmp_path):
+    loaded, code, output = loaded_by(script, cwd=tmp_path)
+    assert code == 2 and "--model" in output and "Traceback" not in output
+    assert loaded == []
