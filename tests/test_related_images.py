@@ -76,6 +76,7 @@ def test_with_grouping_off_the_run_and_its_report_say_how_many_validation_images
     assert 'id="warning"' in report and warning.removeprefix("warning: ") in report
 
 
+@pytest.mark.slow  # whole runs of a few seconds each: the fast tier keeps under 3 minutes
 def test_resume_keeps_the_split_and_groups_of_the_interrupted_run(reposted, tmp_path, monkeypatch):
     model = tmp_path / "m.pth"
     run_epoch = common.training_loop.run_epoch

@@ -179,6 +179,7 @@ def test_a_model_of_ours_is_a_starting_point_for_the_next(trained, tmp_path):
     assert all(torch.equal(before[name], after[name]) for name in before if not name.startswith("fc."))
 
 
+@pytest.mark.slow  # whole runs of a few seconds each: the fast tier keeps under 3 minutes
 def test_index_cache_is_written_and_serves_the_next_run(shapes_dataset, tmp_path):
     root, _ = shapes_dataset
     index = tmp_path / "cache" / "train.index.json"
@@ -193,6 +194,7 @@ def test_index_cache_is_written_and_serves_the_next_run(shapes_dataset, tmp_path
     assert index.stat().st_mtime_ns == written  # nothing changed, so the index was only read
 
 
+@pytest.mark.slow  # whole runs of a few seconds each: the fast tier keeps under 3 minutes
 def test_the_small_input_layout_is_chosen_for_runs_from_scratch_with_fast_arithmetic_only(shapes_dataset, tmp_path):
     root, _ = shapes_dataset
     pretrained = tmp_path / "pretrained.pth"
