@@ -22,7 +22,7 @@ from common.folder_scan import short_list
 from common.transforms import IMAGENET_MEAN, IMAGENET_STD
 from common.loaders import augments, make_loaders
 from common.losses import make_loss
-from common.metrics import calibrate_thresholds, evaluate, format_tag_report, tag_report
+from common.metrics import CALIBRATION_PRIOR_POSITIVES, calibrate_thresholds, evaluate, format_tag_report, tag_report
 from common.model import build_model, classifier_head_name, count_parameters, fold_thresholds_into_head, is_pretrained
 from common.optimizer import Optimization, backbone_lr_factor, make_optimizer, make_scheduler
 from common.precision import make_grad_scaler
@@ -400,8 +400,12 @@ def thresholds_after_refit(run, targets, before, thresholds):
     logit = torch.logit(torch.from_numpy(np.stack([before, after])).double().clamp(1e-6, 1 - 1e-6)).numpy()
     shift = (logit[1] - logit[0]).mean(0)
     carried = torch.logit(torch.from_numpy(thresholds).double().clamp(1e-4, 1 - 1e-4)).numpy()
+    recalibrated = calibrate_thresholds(targets, after)
+    # by-positives: each tag between the two, the more recalibrated the more held-out positives it has
+    trust = targets.sum(0) / (targets.sum(0) + CALIBRATION_PRIOR_POSITIVES)
     alternatives = {"carried": thresholds, "shifted": np.round(1 / (1 + np.exp(-(carried + shift))), 4),
-                    "recalibrated": calibrate_thresholds(targets, after)}
+                    "recalibrated": recalibrated,
+                    "by-positives": np.round(trust * recalibrated + (1 - trust) * np.asarray(thresholds), 4)}
     chosen = alternatives[REFIT_THRESHOLDS]
     print(f"the held-out images trained in epochs {run.refit['epoch'] + 1}-{run.epochs_done}: their logits moved by "
           f"{np.abs(shift).mean():.2f} per tag on average; thresholds: {REFIT_THRESHOLDS} from epoch "

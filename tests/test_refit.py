@@ -35,7 +35,7 @@ def test_the_held_out_images_train_in_the_last_epochs_once_they_chose_the_thresh
     checkpoint = load_checkpoint(model)
     assert checkpoint["epoch"] == 2 and checkpoint["metrics"]["validated_epoch"] == 1
     refit = checkpoint["calibration"]["refit"]
-    assert refit["from_epoch"] == 1 and set(refit["alternatives"]) == {"carried", "shifted", "recalibrated"}
+    assert refit["from_epoch"] == 1 and set(refit["alternatives"]) == {"carried", "shifted", "recalibrated", "by-positives"}
     assert all(len(values) == len(checkpoint["tags"]) for values in refit["alternatives"].values())
     assert refit["mean_logit_shift"] >= 0
     assert checkpoint["calibration"]["thresholds"] == refit["alternatives"][refit["chosen"]]
