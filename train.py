@@ -47,6 +47,7 @@ arch = DEFAULT_ARCH  # any torchvision classifier: resnet18/34/50/101/152, effic
 weights = "imagenet"  # imagenet (downloaded once) | none (train from scratch) | PATH to a .pth file
 val_fraction = 0.1  # share of the images held out to pick the best epoch and calibrate thresholds
 refit_epochs = "auto"  # last epochs in which the held-out images train too, once they chose the thresholds; auto: 30 %
+ema = 0  # share of the steps a running average of the weights spans (validated and kept instead of them); 0: none
 min_tag_count = 1  # tags on fewer images than this are dropped (and named) before training
 patience = 0  # stop after this many epochs without a better validation mAP; 0 never stops early
 precision = "auto"  # auto (bf16/fp16 on CUDA, bf16 on CPUs with bf16 hardware, else fp32) | fp32 | bf16 | fp16
@@ -112,6 +113,9 @@ def get_args_parser():
         help="the last N epochs also train on the held-out images, once these chose the thresholds (when validation "
              "mAP is still rising then; else they keep validating); auto: 30 %% of --epochs; 0: never "
              "(.env: REFIT_EPOCHS)")
+    add("--ema", type=number(0, 1), default=ema, metavar="SHARE",
+        help="validate and keep an exponential moving average of the weights over this share of the steps, "
+             "e.g. 0.1; 0: the weights as trained (.env: EMA)")
     add("--min-tag-count", type=whole_number(1), default=min_tag_count, help="drop tags on fewer images than this")
     add("--group-duplicates", default=group_duplicates, choices=GROUP_DUPLICATES_CHOICES,
         help="keep near-duplicate images (resized, re-encoded, cropped, framed or brightened copies) on one side of "

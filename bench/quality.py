@@ -179,8 +179,9 @@ def plain_loop(train_dir, test_dir, work, weights, flags, environment):
     return {**score(test_dir, saved["tags"], probabilities, [0.5] * len(saved["tags"])), "seconds": seconds}
 
 
-def contestants(mode, extra, references=True):
-    """(name, run function, flags) for a mode; the plain loop of the mode first, as the reference."""
+def contestants(mode, extra, references=True, extras_only=False):
+    """(name, run function, flags) for a mode; the plain loop of the mode first, as the reference
+    (extras_only: the --extra contestants alone, to add to an earlier run's results)."""
     mode = "finetune" if mode in STAND_INS else mode
     if mode == "scratch":
         listed = [("plain loop", plain_loop, ["--lr", "2e-3", "--batch-size", "64"]),
@@ -193,8 +194,9 @@ def contestants(mode, extra, references=True):
                        ("freeze-backbone", run_multitag_trainer, ["--freeze-backbone"])]
     if references:  # the defaults on a CPU without bf16 units, where the plain loop runs as it always does
         listed += [("fp32", run_multitag_trainer, ["--precision", "fp32"])]
-    return listed + [(name.split(":", 1)[-1], run_multitag_trainer, flags.split()) for name, flags in extra
-                     if ":" not in name or name.split(":", 1)[0] in (mode, "finetune" if mode != "scratch" else "")]
+    extras = [(name.split(":", 1)[-1], run_multitag_trainer, flags.split()) for name, flags in extra
+              if ":" not in name or name.split(":", 1)[0] in (mode, "finetune" if mode != "scratch" else "")]
+    return extras if extras_only else listed + extras
 
 
 # ----------------------------------------------------------------------------- the suite
@@ -210,7 +212,7 @@ def run_suite(args):
                     work = args.keep / f"{mode}-{set_name}-{seed}" if args.keep else Path(temporary)
                     train_count = args.train or (SCRATCH_TRAIN if mode == "scratch" else FINETUNE_TRAIN)
                     counts = write_set(set_name, work, seed, train_count, TEST)
-                    for name, run, flags in contestants(mode, args.extra, not args.quick):
+                    for name, run, flags in contestants(mode, args.extra, not args.quick, args.extras_only):
                         seed_flags = ["--seed", str(seed), "--epochs", str(args.epochs)]
                         if run is run_multitag_trainer:  # its validation keeps an item's pictures together
                             seed_flags += grouping_flags(set_name)
@@ -334,7 +336,11 @@ def main():
     parser.add_argument("--threads", type=int, help="CPU threads per contestant (default: all)")
     parser.add_argument("--out", type=Path, help="also write every result as JSON here")
     parser.add_argument("--keep", type=Path, help="keep every set and model in this folder (for bench/thresholds.py)")
-    parser.add_argument("--results", type=Path, help="only print the tables of an earlier --out file")
+    parser.add_argument("--extras-only", action="store_true",
+                        help="run only the --extra contestants (the references are deterministic: print them "
+                             "with an earlier run's results, --results EARLIER.json THIS.json)")
+    parser.add_argument("--results", type=Path, nargs="+",
+                        help="only print the tables of earlier --out files, taken together")
     parser.add_argument("--seed", type=int, default=0, help="with --set, or --plain-loop")
     parser.add_argument("--plain-loop", nargs=2, metavar=("TRAIN_DIR", "MODEL"),
                         help="only train a plain loop on TRAIN_DIR and save it as MODEL (run by this script)")
@@ -346,7 +352,7 @@ def main():
     if args.plain_loop:
         return train_plain_loop(*args.plain_loop, args)
     if args.results:
-        return print_tables(json.loads(args.results.read_text()))
+        return print_tables([row for path in args.results for row in json.loads(path.read_text())])
     if not (args.suite or args.set):
         parser.error("choose --suite or --set")
     if args.set:

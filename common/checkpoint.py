@@ -160,7 +160,7 @@ def save_training_state(state, path):
 
 
 def _plain_except_tensors(state):
-    return {key: value if key in ("model", "optimizer", "scheduler", "scaler", "refit") else _plain(value)
+    return {key: value if key in ("model", "optimizer", "scheduler", "scaler", "refit", "averaged") else _plain(value)
             for key, value in state.items()}
 
 

@@ -1,10 +1,13 @@
 """The optimizer and its learning-rate schedule: AdamW with weight decay on weights only, a
-smaller rate for pretrained layers, and a warm-up followed by a cosine decay."""
+smaller rate for pretrained layers, a warm-up followed by a cosine decay, and (--ema) a running
+average of the weights."""
 
 import math
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from common.model import classifier_head_name, is_pretrained
 
@@ -18,6 +21,7 @@ class Optimization(NamedTuple):
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler  # loss scaling for fp16; a no-op otherwise
+    averaged: AveragedModel | None = None  # the running average of the weights (--ema), or None
 
 
 def parameter_groups(model, weight_decay, backbone_lr_factor=1.0):
@@ -74,3 +78,33 @@ def warmup_cosine(total_steps, warmup_steps):
 def make_scheduler(optimizer, total_steps, warmup_fraction):
     warmup_steps = max(1, round(total_steps * warmup_fraction))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, warmup_steps))
+
+
+def make_weight_average(model, total_steps, span):
+    """An exponential moving average of the model's weights and BatchNorm statistics over about
+    `span` of the run's steps (--ema; 0: none). Its decay follows from the run's length, so that one
+    setting means the same for 300 steps and for 30,000."""
+    if not span:
+        return None
+    decay = 1 - 1 / max(span * total_steps, 1)
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+@contextmanager
+def averaged_weights(model, averaged):
+    """Within the block, `model` holds the averaged weights (to validate or save them); afterwards
+    its own again, so training goes on from where it was. Without an average, nothing changes."""
+    if averaged is None:
+        yield
+        return
+    tensors = [*model.parameters(), *model.buffers()]
+    own = [tensor.detach().clone() for tensor in tensors]
+    with torch.no_grad():
+        for tensor, average in zip(tensors, [*averaged.module.parameters(), *averaged.module.buffers()], strict=True):
+            tensor.copy_(average)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for tensor, kept in zip(tensors, own, strict=True):
+                tensor.copy_(kept)

@@ -34,9 +34,9 @@ def full_batches(loader):
 
 def train_one_epoch(model, loader, optimization, runtime, unreadable, description, steps=None):
     """One pass over the loader, or its first `steps` batches, with `optimization` (an Optimization:
-    loss, optimizer, schedule, scaler) on `runtime`'s device and precision (a Runtime); returns (mean
+    loss, optimizer, schedule, scaler, weight average) on `runtime`'s device and precision (a Runtime); returns (mean
     training loss, number of images used), over every process under torchrun."""
-    loss_function, optimizer, scheduler, scaler = optimization
+    loss_function, optimizer, scheduler, scaler, averaged = optimization
     device, precision = runtime.device, runtime.precision
     model.train()
     total_loss, total_images = 0.0, 0
@@ -59,6 +59,8 @@ def train_one_epoch(model, loader, optimization, runtime, unreadable, descriptio
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if averaged is not None:  # (under torchrun, the module inside DistributedDataParallel)
+            averaged.update_parameters(getattr(model, "module", model))
         total_loss += loss.item() * len(targets)
         total_images += len(targets)
     total_loss, total_images = sum_across_processes([total_loss, total_images])

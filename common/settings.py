@@ -36,6 +36,7 @@ ENVIRONMENT_KEYS = {
     "lr": "LEARNING_RATE",
     "val_fraction": "VAL_FRACTION",
     "refit_epochs": "REFIT_EPOCHS",
+    "ema": "EMA",
     "seed": "SEED",
     "workers": "WORKERS",
     "threshold": "THRESHOLD",

@@ -24,7 +24,8 @@ from common.loaders import augments, make_loaders
 from common.losses import make_loss
 from common.metrics import CALIBRATION_PRIOR_POSITIVES, calibrate_thresholds, evaluate, format_tag_report, tag_report
 from common.model import build_model, classifier_head_name, count_parameters, fold_thresholds_into_head, is_pretrained
-from common.optimizer import Optimization, backbone_lr_factor, make_optimizer, make_scheduler
+from common.optimizer import (Optimization, averaged_weights, backbone_lr_factor, make_optimizer, make_scheduler,
+                              make_weight_average)
 from common.precision import make_grad_scaler
 from common.split import LEAKED, optimistic_validation_warning
 
@@ -94,7 +95,8 @@ class TrainingRun:
         total_steps = self.args.epochs * full_batches(self.train_loader)
         self.optimization = Optimization(make_loss(self.args.loss), optimizer,
                                          make_scheduler(optimizer, total_steps, self.args.warmup),
-                                         make_grad_scaler(self.device, self.precision))
+                                         make_grad_scaler(self.device, self.precision),
+                                         make_weight_average(self.trainable, total_steps, getattr(self.args, "ema", 0)))
 
     # The parts of the runtime and the optimization, by name
     device = property(lambda self: self.runtime.device)
@@ -104,6 +106,7 @@ class TrainingRun:
     optimizer = property(lambda self: self.optimization.optimizer)
     scheduler = property(lambda self: self.optimization.scheduler)
     scaler = property(lambda self: self.optimization.scaler)
+    averaged = property(lambda self: self.optimization.averaged)
 
     def checkpoint(self, metrics, thresholds, **extra):
         return make_checkpoint(self.model, arch=self.args.arch, tags=self.vocabulary, thresholds=thresholds,
@@ -119,7 +122,9 @@ class TrainingRun:
                              "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                              "epochs_done": self.epochs_done, "best": self.best, "history": self.history,
                              "vocabulary": self.vocabulary, "split": self.split_names, "refit": self.refit,
-                             "settings": settings_of(self.args)}, self.outputs["last.pth"])
+                             "settings": settings_of(self.args),
+                             **({"averaged": self.averaged.state_dict()} if self.averaged else {})},
+                            self.outputs["last.pth"])
 
     def restore(self, state):
         if state["vocabulary"] != self.vocabulary:
@@ -133,6 +138,8 @@ class TrainingRun:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(state["averaged"])
         self.epochs_done, self.best, self.history = state["epochs_done"], state["best"], state["history"]
         self.refit = state.get("refit")
         print(f"resuming after epoch {self.epochs_done} (best so far: epoch {self.best and self.best['epoch']})")
@@ -222,9 +229,10 @@ def run_epoch(run, epoch):
     if run.validation_loader is not None:
         # DistributedDataParallel keeps the parameters equal, but each process's last steps updated its
         # BatchNorm statistics with its own images; validate (and save) rank 0's, as one model
-        copy_weights_from_main(run.trainable, buffers_only=True)
-        val_loss, targets, probabilities, _ = predict(run.trainable, run.validation_loader, run.device, run.precision,
-                                                   run.unreadable, run.loss_function)
+        with averaged_weights(run.trainable, run.averaged):  # (--ema: validate the average, which is kept)
+            copy_weights_from_main(run.trainable, buffers_only=True)
+            val_loss, targets, probabilities, _ = predict(run.trainable, run.validation_loader, run.device,
+                                                       run.precision, run.unreadable, run.loss_function)
         if targets is not None:
             row |= {"val_loss": val_loss, **evaluate(targets, probabilities, [0.5] * len(run.vocabulary))}
     row["saved"] = run.best is None or "mAP" not in row or row["mAP"] > run.best["mAP"]
@@ -236,7 +244,8 @@ def run_epoch(run, epoch):
 def save_best(run):
     """Write the best epoch's model and the tag list (the main process does)."""
     if run.processes.is_main:
-        save_checkpoint(run.checkpoint(run.best, [0.5] * len(run.vocabulary)), run.outputs["model"])
+        with averaged_weights(run.trainable, run.averaged):
+            save_checkpoint(run.checkpoint(run.best, [0.5] * len(run.vocabulary)), run.outputs["model"])
         write_tag_list(run.outputs["tags"], run.vocabulary)
 
 
@@ -302,7 +311,8 @@ def hand_over(run):
     last = run.history[-1] if run.history else {}
     predictions = None
     if "mAP" in last and last["mAP"] >= run.best["mAP"] - REFIT_TOLERANCE:
-        predictions = predict(run.trainable, run.validation_loader, run.device, run.precision, run.unreadable)
+        with averaged_weights(run.trainable, run.averaged):
+            predictions = predict(run.trainable, run.validation_loader, run.device, run.precision, run.unreadable)
     if predictions is None or predictions.targets is None:
         run.refit = {"active": False}
         print(f"the held-out images keep validating to the end: validation mAP peaked at epoch "

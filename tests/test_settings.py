@@ -64,7 +64,7 @@ KEY_EXAMPLES = {
     "EPOCHS": ("train", "epochs", "3", 3), "BATCH_SIZE": ("infer", "batch_size", "8", 8),
     "IMAGE_SIZE": ("train", "image_size", "99", 99), "DEVICE": ("infer", "device", "cpu", "cpu"),
     "LEARNING_RATE": ("train", "lr", "0.01", 0.01), "VAL_FRACTION": ("train", "val_fraction", "0.2", 0.2),
-    "REFIT_EPOCHS": ("train", "refit_epochs", "2", 2),
+    "REFIT_EPOCHS": ("train", "refit_epochs", "2", 2), "EMA": ("train", "ema", "0.1", 0.1),
     "SEED": ("train", "seed", "7", 7), "WORKERS": ("infer", "workers", "0", 0),
     "THRESHOLD": ("infer", "threshold", "0.3", 0.3), "LOSS": ("train", "loss", "bce", "bce"),
     "PRECISION": ("train", "precision", "fp32", "fp32"), "PATIENCE": ("train", "patience", "2", 2),
