@@ -35,10 +35,14 @@ def test_the_held_out_images_train_in_the_last_epochs_once_they_chose_the_thresh
     checkpoint = load_checkpoint(model)
     assert checkpoint["epoch"] == 2 and checkpoint["metrics"]["validated_epoch"] == 1
     refit = checkpoint["calibration"]["refit"]
-    assert refit["from_epoch"] == 1 and set(refit["alternatives"]) == {"carried", "shifted", "recalibrated", "by-positives"}
+    assert refit["from_epoch"] == 1 and set(refit["alternatives"]) == set(common.training_loop.REFIT_DESCRIPTIONS)
     assert all(len(values) == len(checkpoint["tags"]) for values in refit["alternatives"].values())
     assert refit["mean_logit_shift"] >= 0
     assert checkpoint["calibration"]["thresholds"] == refit["alternatives"][refit["chosen"]]
+    # the report shows the held-out images while unseen, at the thresholds chosen on them then
+    with open(tmp_path / "m.report.csv", newline="") as file:
+        shown = {row["tag"]: float(row["threshold"]) for row in csv.DictReader(file)}
+    assert np.allclose([shown[tag] for tag in checkpoint["tags"]], refit["alternatives"]["carried"], atol=1e-3)
     with open(tmp_path / "m.metrics.csv", newline="") as file:
         history = list(csv.DictReader(file))
     assert [row["epoch"] for row in history] == ["1", "2"]
