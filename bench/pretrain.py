@@ -102,12 +102,14 @@ def main():
     parser.add_argument("--arch", default="resnet18", help="torchvision ResNet to pretrain")
     parser.add_argument("--task", choices=("far", "close"), default="far",
                         help="far: Papirus icons; close: those and Font Awesome's brand logos")
-    parser.add_argument("--classes", type=int, default=1000, help="number of icons to tell apart")
+    parser.add_argument("--classes", type=int, help="number of icons to tell apart (default: 1000 far, 700 close, "
+                                                    "which adds the brand logos)")
     parser.add_argument("--resolution", type=int, default=112, help="training side in pixels")
     parser.add_argument("--epochs", type=int, default=12, help="passes over the pictures")
     parser.add_argument("--seed", type=int, default=0, help="which icons, and the initial weights")
     parser.add_argument("--out", type=Path, help="where to save the state dict (default: bench/.data/pretrained/)")
     args = parser.parse_args()
+    args.classes = args.classes or (700 if args.task == "close" else 1000)
     torch.manual_seed(args.seed)
     started = time.perf_counter()
     pictures, labels = render_icons(args.classes, args.resolution, args.seed)

@@ -305,3 +305,35 @@ def changed_copies(picture):
             "cropped": picture.crop((8, 12, width - 10, height - 6)),
             "framed": framed,
             "brightened": ImageEnhance.Brightness(picture).enhance(1.3)}
+
+
+def interrupted_run(flags, model, monkeypatch, at_epoch):
+    """train.py's run with `flags`, started in this process and stopped by a Ctrl-C (as a user
+    presses it) when epoch `at_epoch` begins; returns the run, whose state is saved for --resume."""
+    import common.training_loop
+    import train as train_script
+
+    args = train_script.get_args_parser().parse_settings([*flags, "--model", str(model)], use_environment=False)
+    run = train_script.prepare_run(args)
+    run_epoch = common.training_loop.run_epoch
+
+    def interrupted(run, epoch):
+        if epoch == at_epoch:
+            raise KeyboardInterrupt
+        return run_epoch(run, epoch)
+
+    monkeypatch.setattr(common.training_loop, "run_epoch", interrupted)
+    with pytest.raises(SystemExit):
+        common.training_loop.fit(run)
+    monkeypatch.undo()
+    return run
+
+
+def assert_same_model(finished, expected):
+    """Two checkpoints (as load_checkpoint reads them) hold the same epoch, thresholds and weights."""
+    import torch
+
+    assert finished["epoch"] == expected["epoch"]
+    assert np.allclose(finished["calibration"]["thresholds"], expected["calibration"]["thresholds"])
+    for name, tensor in expected["state_dict"].items():
+        assert torch.allclose(finished["state_dict"][name].float(), tensor.float(), atol=1e-4), name

@@ -1,17 +1,13 @@
 """--ema: a running average of the weights is validated, saved and resumed in place of the weights
 as trained, while training itself goes on from its own weights."""
 
-import numpy as np
 import pytest
 import torch
-from conftest import FAST_TRAINING, run_main
+from conftest import FAST_TRAINING, assert_same_model, interrupted_run, run_main
 from torch import nn
 
-import common.training_loop
-import train as train_script
 from common.checkpoint import load_checkpoint
 from common.optimizer import averaged_weights, make_weight_average
-from common.training_loop import fit
 
 
 def small_model():
@@ -71,26 +67,10 @@ def test_a_run_with_ema_saves_the_average_and_resumes_to_the_uninterrupted_resul
     assert differing  # the same seed and steps: only the average makes the saved weights differ
 
     model = tmp_path / "m.pth"
-    args = train_script.get_args_parser().parse_settings([*flags, "--model", str(model)], use_environment=False)
-    run = train_script.prepare_run(args)
-    run_epoch = common.training_loop.run_epoch
-
-    def interrupted_in_epoch_3(run, epoch):  # Ctrl-C, as a user presses it
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return run_epoch(run, epoch)
-
-    monkeypatch.setattr(common.training_loop, "run_epoch", interrupted_in_epoch_3)
-    with pytest.raises(SystemExit):
-        fit(run)
-    monkeypatch.undo()
+    interrupted_run(flags, model, monkeypatch, at_epoch=3)
     assert "averaged" in torch.load(tmp_path / "m.last.pth", weights_only=False)
     run_main("train.py", "--resume", "--model", model, cwd=tmp_path)
-    finished = load_checkpoint(model)
-    assert finished["epoch"] == expected["epoch"]
-    assert np.allclose(finished["calibration"]["thresholds"], expected["calibration"]["thresholds"])
-    for name, tensor in expected["state_dict"].items():
-        assert torch.allclose(finished["state_dict"][name].float(), tensor.float(), atol=1e-4), name
+    assert_same_model(load_checkpoint(model), expected)
 
 
 @pytest.mark.parametrize("value", ["-0.1", "2", "often"])
