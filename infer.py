@@ -79,8 +79,9 @@ def get_args_parser():
         help="name new sidecars NAME.EXT.txt (ext) or NAME.txt (stem)")
     add("--csv", help="also write every image's probability for every tag to this CSV file")
     add("--jsonl", help="also write each image's chosen tags and their probabilities, one JSON line per image")
-    add("--html", help="also write a contact sheet to this page: a thumbnail of each image with its tags, to filter "
-                       "by tag and to sort by the closest calls")
+    add("--html", help="also write a page to look at: on images that already have tag files, the review page of "
+                       "the tags the model would add and those it doubts (surest first), whose decisions prepare.py "
+                       "fix applies; else a contact sheet of each image with its tags, to filter by tag")
     add("--print-probs", action="store_true", help="print each image's tags with their probabilities")
     add("--batch-size", type=whole_number(1), default=batch_size, help="images per step (.env: BATCH_SIZE)")
     add("--workers", type=whole_number(0), default=workers, help="image-decoding processes (.env: WORKERS)")
@@ -152,6 +153,7 @@ def tag_images(tagger, scan, pending, args, choose, unreadable, processes):
 
     from common.distributed import gather_objects
     from common.inference import closest_call
+    from common.review import suggested_changes
 
     tags = tagger.tags
     outcomes = {"written": 0, "merged": 0, "kept": 0}
@@ -160,7 +162,8 @@ def tag_images(tagger, scan, pending, args, choose, unreadable, processes):
     stems_taken = {}
     for image in scan.images:
         stems_taken[(image.parent, image.stem)] = stems_taken.get((image.parent, image.stem), 0) + 1
-    sheet = []  # --html: (name, path, chosen tags, closest call) of each image
+    sheet = []  # --html: (name, path, chosen tags, closest call, suggested changes to its tag file or None)
+    reviewing = args.html and not (args.overwrite or args.merge)  # the tag files stay as they were: compare them
     with contextlib.ExitStack() as stack:
         csv_writer, jsonl_file = open_tables(stack, args, tags, processes)
         for positions, probabilities in tagger.run(pending, args.batch_size, args.workers, unreadable):
@@ -179,22 +182,45 @@ def tag_images(tagger, scan, pending, args, choose, unreadable, processes):
                                                                         for i in chosen}}, ensure_ascii=False) + "\n")
                 if args.html:
                     closest, distance = closest_call(row, choose.thresholds, choose.usable)
+                    changes = suggested_changes(row, choose.thresholds, choose.usable, tags, read_tag_file(existing)) \
+                        if reviewing and existing is not None else None
                     sheet.append((name, image, {tags[i]: round(float(row[i]), 3) for i in chosen},
-                                  [tags[closest], round(float(row[closest]), 3), round(distance, 4)]))
+                                  [tags[closest], round(float(row[closest]), 3), round(distance, 4)], changes))
                 if args.print_probs:
                     tqdm.write(f"{name}: " + (", ".join(f"{tags[i]} {row[i]:.3f}" for i in chosen) or "(no tags)"))
     join_tables(args, tags, processes)
     if args.html:
-        write_contact_sheet(args, [entry for part in gather_objects(sheet) for entry in part], processes)
+        sheet = [entry for part in gather_objects(sheet) for entry in part]
+        if processes.is_main:
+            reviewed = [(name, changes) for name, _, _, _, changes in sheet if changes is not None]
+            write_review(args, reviewed, tags, len(sheet)) if reviewed else write_contact_sheet(args, sheet)
     return outcomes
 
 
-def write_contact_sheet(args, sheet, processes):
-    """--html: one page with a thumbnail per image, its tags and its closest call (common/pages.py)."""
+def write_review(args, reviewed, tags, image_count):
+    """--html on images that already have tag files: the review page of what the model would change
+    in them, the surest suggestions first (common/review.py)."""
+    from common.review import suggestion_items, write_review_page
+
+    items = suggestion_items(reviewed)
+    changed = sum(bool(changes) for _, changes in reviewed)
+    summary = (f"{len(items)} suggested change(s) to the tag files of {changed} of the {len(reviewed)} tagged "
+               f"image(s) of {args.input}, by {args.model}; {time.strftime('%Y-%m-%d %H:%M')}. Add: the model sees the "
+               "tag above its threshold; remove: a tag in the file that it sees below. Accept (a) or reject (r) each, "
+               f"save the decisions (e), then `python prepare.py fix {args.input} --suspects SAVED.csv`."
+               + (f" The {image_count - len(reviewed)} image(s) without tag files got the model's tags, not shown here."
+                  if image_count > len(reviewed) else ""))
+    title = f"{Path(args.input).resolve().name}: {Path(args.model).name} suggests"
+    size = write_review_page(args.html, title, summary, "suggestions", Path(args.input), items, tags)
+    print(f"wrote the review page {args.html} ({size / 1e6:.1f} MB, {len(items)} suggestion(s)): open it in a browser")
+
+
+def write_contact_sheet(args, sheet):
+    """--html on untagged images: one page with a thumbnail per image, its tags and its closest call
+    (common/pages.py)."""
     from common.pages import contact_sheet_data, write_page
 
-    if not processes.is_main:
-        return
+    sheet = [entry[:4] for entry in sheet]
     summary = (f"{len(sheet)} image(s) of {args.input} tagged by {args.model}; "
                f"{time.strftime('%Y-%m-%d %H:%M')}. Type a tag to see only its images; sort by the closest "
                "calls (a tag's probability nearest its threshold) to review the doubtful ones first.")

@@ -26,7 +26,7 @@ import numpy as np
 
 from common.choices import RANKERS
 from common.demo import write_demo_dataset
-from common.duplicates import file_digest, find_duplicates, fingerprint_cache_path
+from common.duplicates import default_duplicates_path, file_digest, find_duplicates, fingerprint_cache_path
 from common.errors import UserError, exit_on_user_error, loading_libraries
 from common.files import check_output_file, copy_atomically, tag_folder_lock
 from common.folder_scan import describe_pairing_problems, is_junk, read_tags_of, scan_folder, short_list
@@ -156,12 +156,6 @@ def scan_images(folder, recursive):
     return scan
 
 
-def default_duplicates_path(folder):
-    """DIR.duplicates.csv beside the folder (never inside it, where it would look like a tag file)."""
-    folder = Path(folder).resolve()
-    return folder.with_name(f"{folder.name}.duplicates.csv")
-
-
 def groups_with_tags(scan, found):
     """[(image names, their tags or None, tags that differ, identical files?)] for the groups of
     `found`, those whose tags differ first, then the largest."""
@@ -177,7 +171,8 @@ def groups_with_tags(scan, found):
 
 def find_folder_duplicates(args):
     """prepare.py duplicates: write DIR.duplicates.csv (group,image) and its page; change nothing else."""
-    from common.pages import duplicates_data, write_page
+    from common.pages import duplicates_data
+    from common.review import duplicate_items, write_review_page
 
     folder = args.folder or environment_setting("TRAINING", args.env_file)
     if not folder:
@@ -195,9 +190,14 @@ def find_folder_duplicates(args):
     page = output.with_suffix(".html")
     disagreeing = sum(bool(differ) for _, _, differ, _ in groups)
     summary = (f"{len(groups)} groups of near-duplicates hold {found.image_count} of the {len(scan.images)} images of "
-               f"{scan.folder}; {disagreeing} of them disagree on tags (highlighted: one of the tag files is probably "
-               f"wrong). train.py keeps each group on one side of its split.")
-    size = write_page(page, duplicates_data(f"{scan.folder.name}: near-duplicates", groups, scan.folder, summary))
+               f"{scan.folder}; {disagreeing} of them disagree on tags (one of the tag files is probably wrong: review "
+               f"them above, with the keyboard, or in the list of groups below). train.py keeps each group on one side "
+               f"of its split.")
+    title = f"{scan.folder.name}: near-duplicates"
+    tags_of = {name: image_tags for names, tags, _, _ in groups for name, image_tags in zip(names, tags)}
+    vocabulary = {tag for image_tags in tags_of.values() for tag in image_tags or []}
+    size = write_review_page(page, title, summary, "duplicates", scan.folder, duplicate_items(groups), vocabulary,
+                             tags_of, extra=duplicates_data(title, groups, scan.folder, summary))
     if found.unreadable:
         print(f"skipped {len(found.unreadable)} unreadable image(s): {short_list(found.unreadable, scan.folder)}")
     print(f"duplicates: {summary} ({seconds:.1f} s)")
@@ -259,7 +259,7 @@ def audit_folder(args, training_flags):
     from common.folder_scan import load_training_data
     from common.groups import related_images
     from common.model import is_pretrained, small_input_layout
-    from common.pages import suspects_data, write_page
+    from common.review import suspect_items, write_review_page
     from common.precision import resolve_precision
     from common.preflight import check_training_settings
 
@@ -299,9 +299,10 @@ def audit_folder(args, training_flags):
     rows = suspect_rows(names, tags, targets, probabilities, args.method, args.top, fold_of)
     write_suspects(output, rows)
     page = output.with_suffix(".html")
-    summary = (f"{how}; ranked by {args.method}. Mark the fixes you accept and save them, or mark them in the accept "
-               f"column of {output.name}; then `python prepare.py fix {folder} --suspects SAVED.csv`.")
-    write_page(page, suspects_data(f"{Path(folder).name}: suspect labels", rows, Path(folder), output.name, summary))
+    summary = (f"{how}; ranked by {args.method}. Accept (a) or reject (r) each suspect, save the decisions (e), then "
+               f"`python prepare.py fix {folder} --suspects SAVED.csv`; or mark the accept column of {output.name}.")
+    write_review_page(page, f"{Path(folder).name}: suspect labels", summary, "suspects", folder, suspect_items(rows),
+                      tags)
     if not args.from_model and not args.keep_folds:
         shutil.rmtree(output.with_suffix(".folds"), ignore_errors=True)  # done: nothing left to resume
     unreadable = [name for name, row in zip(names, probabilities) if np.isnan(row).any()]

@@ -158,7 +158,8 @@ def output_files(args):
     """Where everything goes: the model, the tag list, and the run's files beside the model."""
     model = Path(require(args, "model", "model path"))
     beside = {kind: model.with_name(f"{model.stem}.{kind}") for kind in
-              ("last.pth", "metrics.csv", "report.csv", "report.html", "curves.png", "pr.png", "split.json")}
+              ("last.pth", "metrics.csv", "report.csv", "report.html", "suspects.html", "curves.png", "pr.png",
+               "split.json")}
     return {"model": model, "tags": Path(args.tags) if args.tags else model.with_name(f"{model.stem}.tags.txt"),
             **beside}
 

@@ -246,6 +246,13 @@ class FingerprintCache:
                      stamps=stamps, small=fingerprints.small, looks=fingerprints.looks, readable=fingerprints.readable)
 
 
+def default_duplicates_path(folder):
+    """DIR.duplicates.csv beside the folder (never inside it, where it would look like a tag file);
+    its page is DIR.duplicates.html."""
+    folder = Path(folder).resolve()
+    return folder.with_name(f"{folder.name}.duplicates.csv")
+
+
 def fingerprint_cache_path(index_cache):
     """Where --index-cache FILE keeps the pictures' fingerprints: FILE.fingerprints.npz."""
     return Path(f"{index_cache}.fingerprints.npz") if index_cache else None

@@ -1,5 +1,6 @@
 // The interactive parts of the pages common/pages.py writes (inlined into each page): sortable
-// tables, the per-tag browser, the suspects' fix marking and CSV saving, the contact sheet's filter.
+// tables, the per-tag browser, the links to the review pages, the contact sheet's filter and the
+// duplicate groups. The review viewer is common/review.js.
 "use strict";
 const DATA = JSON.parse(document.getElementById("page-data").textContent);
 const app = document.getElementById("app");
@@ -92,35 +93,11 @@ function report() {
                 el("div", {class: "controls"}, el("label", {text: "tag "}, chooser)), curveBox, worstBox));
   if (DATA.table.length) show(DATA.table[0].tag);
 }
-function suspects() {
-  if (!DATA.suspects || !DATA.suspects.length) return;
-  const marks = new Set();
-  const status = el("span", {id: "fix-status", class: "muted", text: "0 marked"});
-  const body = el("tbody");
-  DATA.suspects.forEach((row, i) => {
-    const box = el("input", {type: "checkbox", class: "accept", "data-row": String(i), onchange: () => {
-      box.checked ? marks.add(i) : marks.delete(i); status.textContent = marks.size + " marked"; }});
-    body.append(el("tr", {class: "fix-row"}, el("td", {}, picture(DATA.thumbs[row.image], row.image)),
-      el("td", {text: row.image}), el("td", {text: row.tag}), el("td", {text: row.kind}),
-      el("td", {text: Number(row.probability).toFixed(3)}), el("td", {text: Number(row.score).toFixed(3)}), el("td", {}, box)));
-  });
-  const head = el("tr", {}, ...["picture", "image", "tag", "kind", "probability", "score", "accept"].map(text => el("th", {text})));
-  const quote = value => /[",\n\r]/.test(String(value)) ? '"' + String(value).replace(/"/g, '""') + '"' : String(value);
-  function csvText() {
-    const columns = ["image", "tag", "kind", "given", "probability", "score", "accept"];
-    const lines = [columns.join(",")];
-    DATA.suspects.forEach((row, i) => lines.push(columns.map(key => quote(key === "accept" ? (marks.has(i) ? "yes" : "") : row[key])).join(",")));
-    return lines.join("\r\n") + "\r\n";
-  }
-  const save = el("button", {id: "save-fixes", onclick: () => {
-    const link = el("a", {href: URL.createObjectURL(new Blob([csvText()], {type: "text/csv"})), download: DATA.suspects_file || "suspects.csv"});
-    document.body.append(link); link.click(); link.remove();
-    status.textContent = marks.size + " marked, saved as " + (DATA.suspects_file || "suspects.csv");
-  }, text: "Save the marked fixes as CSV"});
-  app.append(el("section", {id: "suspects"}, el("h2", {text: "Suspect labels (most suspicious first)"}),
-    el("p", {text: "missing: the model sees the tag but the image lacks it; extra: the image has the tag but the model does not see it. " +
-                   "Mark the fixes you accept, save the CSV, then run: python prepare.py fix FOLDER --suspects SAVED.csv"}),
-    el("div", {class: "controls"}, save, status), el("div", {class: "scroll"}, el("table", {id: "suspect-table"}, el("thead", {}, head), body))));
+function links() {  // the report's way to the review pages of this run and its folder
+  if (!DATA.links || !DATA.links.length) return;
+  app.append(el("section", {id: "review-links"}, el("h2", {text: "Review the labels"}),
+    el("ul", {}, ...DATA.links.map(link => el("li", {}, el("a", {href: link.href, text: link.text}),
+                                                   el("span", {class: "muted", text: " " + link.note}))))));
 }
 function sheet() {
   const images = DATA.images, page = 500;
@@ -179,7 +156,7 @@ function duplicates() {
              box);
   draw();
 }
-if (DATA.kind === "report") report();
+if (DATA.kind === "report") { links(); report(); }
 if (DATA.kind === "sheet") sheet();
-if (DATA.kind === "duplicates") duplicates();
-suspects();
+if (DATA.kind === "review") review();
+if (DATA.groups) duplicates();

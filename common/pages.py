@@ -1,11 +1,12 @@
 """The HTML pages a run leaves for people to look at: the training report (NAME.report.html), the
-label audit's suspects (DIR.suspects.html), the near-duplicates (DIR.duplicates.html) and infer.py's
-contact sheet (--html PATH).
+near-duplicates (DIR.duplicates.html), infer.py's contact sheet (--html PATH), and the review pages
+of common/review.py (the audit's suspects, a model's suggestions, duplicate groups that disagree).
 
-Each page is one self-contained file: its styles, script, data and thumbnails (small JPEGs, as data:
-URIs) are inside it, so it opens from disk, offline, mailed or archived, and loads nothing from
-anywhere. The data goes in once as JSON and the script draws the interactive parts (sorting,
-filtering, marking fixes); the curves are drawn here as inline SVG, so they show without a script.
+Each page is one file: its styles, script, data and thumbnails (small JPEGs, as data: URIs) are
+inside it, so it opens from disk, offline, mailed or archived, and loads nothing from anywhere; only
+the review viewer reads its large pictures from the folder beside it (common/review.py says why).
+The data goes in once as JSON and the script draws the interactive parts (sorting, filtering,
+reviewing); the curves are drawn here as inline SVG, so they show without a script.
 """
 
 import base64
@@ -19,7 +20,6 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-from common.suspects import SUSPECT_COLUMNS
 from common.files import atomic_write
 from common.folder_scan import map_in_threads
 from common.images import open_image
@@ -28,7 +28,7 @@ THUMBNAIL_SIZE = 128  # pixels, the longer side; a JPEG of 3-6 KB
 THUMBNAIL_QUALITY = 70
 WORST_PER_TAG = 4  # false positives and false negatives shown for each tag in the report
 PR_POINTS = 40  # points kept of each precision-recall curve: enough to draw it, small for hundreds of tags
-SUSPECTS_SHOWN = 300  # suspects on a page; the CSV holds more
+SUSPECTS_SHOWN = 1000  # suspects on the run report's review page
 # A page of near-duplicates shows the groups whose tags differ first, up to these numbers; the CSV holds them all
 DUPLICATE_GROUPS_SHOWN = 500
 DUPLICATE_PICTURES_SHOWN = 3000  # in all, so that the page stays a few MB (a thumbnail is 3-6 KB)
@@ -148,45 +148,24 @@ class ValidationShown(NamedTuple):
     tag_rows: list  # the per-tag table (metrics.tag_report), worst first
 
 
-class SuspectsShown(NamedTuple):
-    """Rows of a suspects CSV, the folder their images are in, and the file's name (to save marks to)."""
-
-    rows: list
-    folder: Path
-    file: str = "suspects.csv"
-
-
-def report_data(title, history, tags, validation=None, suspects=None, summary=""):
-    """Everything the report page shows, as plain JSON-ready data: the curves of `history`, and a
-    ValidationShown's table, worst pictures and precision-recall, and a SuspectsShown's rows."""
+def report_data(title, history, tags, validation=None, links=(), summary=""):
+    """Everything the report page shows, as plain JSON-ready data: the curves of `history`, a
+    ValidationShown's table, worst pictures and precision-recall, and links to review pages as
+    (href, text, note)."""
     validation = validation or ValidationShown([], [], np.zeros((0, len(tags))), np.zeros((0, len(tags))),
                                                [0.5] * len(tags), [])
-    suspects = suspects or SuspectsShown([], Path("."))
     names = validation.names
     targets, probabilities = np.asarray(validation.targets), np.asarray(validation.probabilities)
     worst = worst_images(targets, probabilities, validation.thresholds) if len(names) else []
     shown = sorted({row for tag in worst for side in ("fp", "fn") for row, _ in tag[side]})
-    rows = list(suspects.rows)[:SUSPECTS_SHOWN]
     pictures = {names[row]: validation.image_paths[row] for row in shown}
-    pictures |= {row["image"]: Path(suspects.folder) / row["image"] for row in rows}
     thumbs = thumbnails(list(pictures.values()))
     return {"kind": "report", "title": title, "summary": summary, "tags": list(tags), "names": list(names),
             "thumbs": {name: thumbs[str(path)] for name, path in pictures.items()},
             "table": [_plain_row(row) for row in validation.tag_rows], "worst": worst,
             "pr": precision_recall_points(targets, probabilities) if len(names) else [],
-            "suspects": [{key: row.get(key, "") for key in SUSPECT_COLUMNS} for row in rows],
-            "suspects_file": suspects.file, "curves_svg": training_curves_svg(history) if history else ""}
-
-
-def suspects_data(title, suspects, folder, suspects_file, summary=""):
-    """The audit's own page: its suspects, with thumbnails, and the control to mark and save them."""
-    suspects = list(suspects)[:SUSPECTS_SHOWN]
-    names = list(dict.fromkeys(row["image"] for row in suspects))
-    thumbs = thumbnails([folder / name for name in names])
-    return {"kind": "suspects", "title": title, "summary": summary, "names": names,
-            "thumbs": {name: thumbs[str(folder / name)] for name in names},
-            "suspects": [{key: row.get(key, "") for key in SUSPECT_COLUMNS} for row in suspects],
-            "suspects_file": suspects_file}
+            "links": [{"href": href, "text": text, "note": note} for href, text, note in links],
+            "curves_svg": training_curves_svg(history) if history else ""}
 
 
 def duplicates_data(title, groups, folder, summary=""):
@@ -222,7 +201,8 @@ def _plain_row(row):
 
 # ----------------------------------------------------------------------------- the page
 def render_page(data):
-    """The complete HTML of a page for data from report_data, suspects_data or contact_sheet_data."""
+    """The complete HTML of a page for data from report_data, duplicates_data, contact_sheet_data or
+    common/review.py's review_data."""
     curves = data.pop("curves_svg", "")
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
     title = html.escape(data["title"])
@@ -258,4 +238,4 @@ def notebook_frame(path, height=800):
 
 # The page's style and script live beside this module as plain files, and go into every page.
 STYLE = (Path(__file__).parent / "page.css").read_text(encoding="utf-8")
-SCRIPT = (Path(__file__).parent / "page.js").read_text(encoding="utf-8")
+SCRIPT = "\n".join((Path(__file__).parent / name).read_text(encoding="utf-8") for name in ("page.js", "review.js"))

@@ -1,6 +1,8 @@
 """The pages, opened in a real browser (headless Chromium driven by Selenium): they render, their
-tables sort, the contact sheet filters and sorts, and the fixes marked on a page are saved as a CSV
-that prepare.py applies. Needs Debian's chromium and chromium-driver (.ci/run installs them)."""
+tables sort, the contact sheet filters and sorts, and the review pages (a model's suggestions, the
+audit's suspects, duplicate groups) are driven with the keyboard, survive a reload, and save the CSV
+that prepare.py fix applies to exactly the tag files decided, and undo puts back. Needs Debian's
+chromium and chromium-driver (.ci/run installs them)."""
 
 import shutil
 import time
@@ -98,33 +100,156 @@ def test_the_training_report_renders_and_its_table_sorts(trained, browser, tmp_p
     assert browser.find_element("css selector", "#tag-choice").get_attribute("value") == last_tag
 
 
-def test_marking_fixes_on_the_audit_page_saves_the_csv_that_prepare_applies(trained, browser, tmp_path):
+def press(browser, *keys):
+    """Keys as a person types them, to whatever has the focus (the page itself, unless a field)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    for key in keys:
+        ActionChains(browser).send_keys(key).perform()
+
+
+def counter(browser):
+    return browser.find_element("id", "review-counter").text
+
+
+def review_items(browser):
+    """The page's items in the order it shows them: (kind, tag, target image names)."""
+    return [tuple(item[:2]) + (tuple(item[2]),) for item in browser.execute_script(
+        "return review.order().map(i => DATA.items[i]).map(item => [item.kind, item.tag, "
+        "item.targets.map(t => DATA.images[t].name)])")]
+
+
+def decide_by_keys(browser, keys):
+    """Press each key (a accepts, r rejects, j skips) on the items from the current one on; returns
+    {item: True accepted / False rejected}."""
+    items, start, decided = review_items(browser), browser.execute_script("return review.position()"), {}
+    for offset, key in enumerate(keys):
+        press(browser, key)
+        if key in "ar":
+            decided[items[start + offset]] = key == "a"
+    return decided
+
+
+def accepted_changes(decided):
+    """{(image, tag, kind)} that the accepted items ask for."""
+    return {(image, tag, kind) for (kind, tag, images), accepted in decided.items() if accepted for image in images}
+
+
+def apply_and_check(saved, folder, decided, typed=(), root=None):
+    """prepare.py fix with the saved CSV changes exactly the tag files the accepted items (and typed
+    tags) name, as they asked; prepare.py undo puts every one back."""
+    import re
+
+    wanted = accepted_changes(decided) | set(typed)
+    assert {(row["image"], row["tag"], row["kind"]) for row in read_accepted(saved)} == wanted
+    before = {path: path.read_bytes() for path in folder.glob("*.txt")}
+    result = run_main("prepare.py", "fix", folder, "--suspects", saved, cwd=root or folder.parent)
+    changed = {path for path in folder.glob("*.txt") if before.get(path) != path.read_bytes()}
+    assert changed == {folder / f"{image}.txt" for image, _, _ in wanted}
+    for image, tag, kind in wanted:
+        assert (tag in read_tag_file(folder / f"{image}.txt")) == (kind == "missing")
+    run_main("prepare.py", "undo", re.search(r"undo file: (\S+)", result.stdout).group(1), cwd=root or folder.parent)
+    assert {path: path.read_bytes() for path in folder.glob("*.txt")} == before
+
+
+def test_reviewing_a_models_suggestions_with_the_keyboard_survives_a_reload_and_fixes_exactly_those_files(
+        trained, browser, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
+    root, _ = trained
+    folder = tmp_path / "tagged"
+    shutil.copytree(root / "shapes" / "train", folder)
+    for sidecar in sorted(folder.glob("*.txt"))[:6]:  # a wrong tag on a few
+        sidecar.write_text(sidecar.read_text() + "\nsquare\n")
+    page = tmp_path / "review.html"
+    run_main("infer.py", "--input", folder, "--model", root / "models" / "m.pth", "--html", page, "--workers", "0",
+             "--threshold", "0.4", cwd=tmp_path)
+    open_page(browser, page)
+    assert_not_blank(browser, tmp_path / "review.png")
+    items = review_items(browser)
+    assert len(items) >= 20 and counter(browser).startswith(f"item 1 of {len(items)} · 0 decided")
+    decided = decide_by_keys(browser, "aarjaraa")  # 7 decisions, one item skipped
+    assert counter(browser).startswith(f"item 9 of {len(items)} · 7 decided (5 accepted, 2 rejected)")
+    assert browser.find_element("css selector", "#review-list .row.current").get_attribute("data-position") == "8"
+
+    browser.refresh()  # nothing is lost: the decisions and the place come back
+    assert counter(browser).startswith(f"item 9 of {len(items)} · 7 decided (5 accepted, 2 rejected)")
+    decided |= decide_by_keys(browser, "raaar")
+    assert counter(browser).startswith(f"item 14 of {len(items)} · 12 decided (8 accepted, 4 rejected)")
+    press(browser, Keys.ARROW_LEFT)  # back to the last one decided, and decide it again
+    last = items[12]
+    press(browser, "a")
+    decided[last] = True
+    assert "9 accepted, 3 rejected" in counter(browser)
+
+    # a typed tag, with completion from the model's tags, then undo it and the decision before it
+    press(browser, "t")
+    browser.find_element("id", "review-type").send_keys("triangle", Keys.ENTER)
+    assert "1 typed" in counter(browser) and "+ triangle" in browser.find_element("id", "review-pictures").text
+    press(browser, "u")
+    assert "typed" not in counter(browser)
+    press(browser, "u")
+    decided[last] = False  # undone: back to how it was before (rejected)
+    assert "8 accepted, 4 rejected" in counter(browser)
+    image = items[12][2][0]  # in view again after the undo
+    own_tag = next(tag for tag in read_tag_file(folder / f"{image}.txt") if tag != items[12][1])
+    press(browser, "t")
+    browser.find_element("id", "review-type").send_keys("-" + own_tag, Keys.ENTER)  # take a tag of its own off
+    typed = [(image, own_tag, "extra")]
+    assert "− " + own_tag in browser.find_element("id", "review-pictures").text
+
+    # folder order, and back
+    press(browser, "o")
+    names = [item[2][0] for item in review_items(browser)]
+    assert names == sorted(names)
+    press(browser, "o")
+    assert review_items(browser) == items
+
+    press(browser, "e")
+    saved = saved_download(browser, "tagged.suggestions.csv")
+    apply_and_check(saved, folder, decided, typed, root=tmp_path)
+
+
+def test_the_audit_and_duplicates_pages_review_in_the_same_viewer(trained, browser, tmp_path):
+    from conftest import changed_copies, distinct_photos
+
     root, _ = trained
     folder = root / "shapes" / "train"
     run_main("prepare.py", "audit", folder, "--folds", "2", *FAST_TRAINING[:-1], cwd=root)  # all but --yes
-    page = root / "shapes" / "train.suspects.html"
-    open_page(browser, page)
-    assert_not_blank(browser, tmp_path / "audit.png")
-    boxes = browser.find_elements("css selector", "#suspect-table input.accept")
-    assert len(boxes) >= 3
-    for box in boxes[:3:2]:  # the first and the third
-        box.click()
-    assert browser.find_element("id", "fix-status").text.startswith("2 marked")
-    browser.find_element("id", "save-fixes").click()
-    saved = saved_download(browser, "train.suspects.csv")
-    accepted = read_accepted(saved)
-    marked = [(image, tag, kind) for image, tag, kind in
-              ((cell.text for cell in row.find_elements("css selector", "td")[1:4])
-               for row in browser.find_elements("css selector", "#suspect-table tbody tr"))]
-    assert [(row["image"], row["tag"], row["kind"]) for row in accepted] == [marked[0], marked[2]]
+    open_page(browser, root / "shapes" / "train.suspects.html")
+    items = review_items(browser)
+    assert len(items) >= 14 and all(len(images) == 1 for _, _, images in items)
+    decided = decide_by_keys(browser, "araaraarraarar")  # 14 decisions: 30 over the two tests
+    assert counter(browser).startswith(f"item 15 of {len(items)} · 14 decided (8 accepted, 6 rejected)")
+    press(browser, "f")  # the full-size view, and out of it
+    assert browser.find_element("id", "review-full").is_displayed()
+    press(browser, "f")
+    assert not browser.find_element("id", "review-full").is_displayed()
+    press(browser, "e")
+    apply_and_check(saved_download(browser, "train.suspects.csv"), folder, decided)
 
-    before = {path: path.read_bytes() for path in folder.glob("*.txt")}
-    run_main("prepare.py", "fix", folder, "--suspects", saved, cwd=root)
-    for image, tag, kind in (marked[0], marked[2]):
-        tags = read_tag_file(folder / f"{image}.txt")
-        assert (tag in tags) == (kind == "missing")
-    changed = {path for path in folder.glob("*.txt") if path.read_bytes() != before[path]}
-    assert changed == {folder / f"{image}.txt" for image, _, _ in (marked[0], marked[2])}
+    photos_folder = tmp_path / "photos"
+    photos_folder.mkdir()
+    photos = distinct_photos()
+    for name in ("china_left", "flower_left"):
+        photos[name].save(photos_folder / f"{name}.jpg")
+        (photos_folder / f"{name}.jpg.txt").write_text(f"{name.split('_')[0]}\noutdoors\n")
+    changed_copies(photos["china_left"])["resized"].save(photos_folder / "small.jpg")
+    (photos_folder / "small.jpg.txt").write_text("china\n")  # lost outdoors
+    for copy in ("brightened", "framed"):
+        changed_copies(photos["flower_left"])[copy].save(photos_folder / f"{copy}.jpg")
+        (photos_folder / f"{copy}.jpg.txt").write_text("flower\noutdoors\nred\n")  # red: on two of three
+    run_main("prepare.py", "duplicates", photos_folder, cwd=tmp_path)
+    open_page(browser, tmp_path / "photos.duplicates.html")
+    items = review_items(browser)
+    assert sorted(items) == [("missing", "outdoors", ("small.jpg",)), ("missing", "red", ("flower_left.jpg",))]
+    assert len(browser.find_elements("css selector", "#review-pictures img")) in (2, 3)
+    decided = decide_by_keys(browser, "aa")
+    assert counter(browser).startswith("item 2 of 2 · 2 decided (2 accepted, 0 rejected)")
+    press(browser, "u", "r")  # changed its mind on the second
+    decided[items[1]] = False
+    press(browser, "e")
+    apply_and_check(saved_download(browser, "photos.duplicate-fixes.csv"), photos_folder, decided, root=tmp_path)
 
 
 def test_the_contact_sheet_filters_by_tag_and_sorts_the_closest_calls_first(trained, browser, tmp_path):

@@ -88,22 +88,50 @@ def test_top_k_blacklist_separator_and_stem_style_shape_the_sidecars(trained, tm
 def test_the_contact_sheet_shows_every_image_with_its_written_tags_and_closest_call(trained, tmp_path):
     root, _ = trained
     folder = fresh_copy_of_images(root, tmp_path)
-    (folder / "shapes_0000.png.txt").write_text("my own\n")  # kept, and still on the sheet
     result = run_main("infer.py", "--input", folder, "--model", root / "models" / "m.pth", *CPU, "--threshold", "0.3",
                       "--html", tmp_path / "sheet.html", "--csv", tmp_path / "all.csv", cwd=tmp_path)
     tags, all_probabilities = read_csv(tmp_path / "all.csv")
-    images = page_data((tmp_path / "sheet.html").read_text(encoding="utf-8"))["images"]
-    assert sorted(image["name"] for image in images) == sorted(all_probabilities) and len(images) == 6
+    page = page_data((tmp_path / "sheet.html").read_text(encoding="utf-8"))
+    images = page["images"]
+    assert page["kind"] == "sheet" and sorted(image["name"] for image in images) == sorted(all_probabilities)
+    assert len(images) == 6
     for image in images:
         row = dict(zip(tags, all_probabilities[image["name"]]))
         assert image["tags"] == {tag: pytest.approx(p, abs=1e-3) for tag, p in row.items() if p >= 0.3}
         tag, probability, distance = image["doubt"]
         assert distance == pytest.approx(min(abs(p - 0.3) for p in row.values()), abs=1e-4)
         assert abs(row[tag] - 0.3) == pytest.approx(distance, abs=1e-4) and image["thumb"].startswith("data:image")
-        if image["name"] != "shapes_0000.png":
-            assert sorted(read_tag_file(folder / f"{image['name']}.txt")) == sorted(image["tags"])
-    assert (folder / "shapes_0000.png.txt").read_text() == "my own\n"
+        assert sorted(read_tag_file(folder / f"{image['name']}.txt")) == sorted(image["tags"])
     assert "sheet.html" in result.stdout
+
+
+def test_on_a_tagged_folder_the_page_reviews_what_the_model_would_add_and_what_it_doubts(trained, tmp_path):
+    root, _ = trained
+    folder = tmp_path / "tagged"
+    shutil.copytree(root / "shapes" / "train", folder)
+    sidecars = sorted(folder.glob("*.txt"))
+    (sidecars[0]).write_text("")  # lost every tag
+    sidecars[1].write_text(sidecars[1].read_text() + "\nnot a tag it knows\n")
+    before = {path: path.read_bytes() for path in folder.glob("*.txt")}
+    result = run_main("infer.py", "--input", folder, "--model", root / "models" / "m.pth", *CPU, "--threshold", "0.4",
+                      "--html", tmp_path / "review.html", "--csv", tmp_path / "all.csv", cwd=tmp_path)
+    assert {path: path.read_bytes() for path in folder.glob("*.txt")} == before  # the page changes nothing
+    tags, probabilities = read_csv(tmp_path / "all.csv")
+    page = page_data((tmp_path / "review.html").read_text(encoding="utf-8"))
+    assert page["kind"] == "review" and page["source"] == "suggestions" and page["vocabulary"] == sorted(tags)
+    assert page["export_name"] == "tagged.suggestions.csv" and "review page" in result.stdout
+    names = [image["name"] for image in page["images"]]
+    expected = set()
+    for name, row in probabilities.items():
+        current = set(read_tag_file(folder / f"{name}.txt"))
+        expected |= {(name, tag, "missing") for tag, p in zip(tags, row) if p >= 0.4 and tag not in current}
+        expected |= {(name, tag, "extra") for tag, p in zip(tags, row) if p < 0.4 and tag in current}
+    shown = [(names[item["targets"][0]], item["tag"], item["kind"]) for item in page["items"]]
+    assert sorted(shown) == sorted(expected) and len(shown) == len(set(shown))  # the unknown tag is not doubted
+    assert [item["score"] for item in page["items"]] == sorted((item["score"] for item in page["items"]), reverse=True)
+    for image in page["images"]:  # the pictures themselves, by their path from the page, and their tags now
+        assert (tmp_path / image["src"]).resolve() == (folder / image["name"]).resolve()
+        assert image["tags"] == read_tag_file(folder / f"{image['name']}.txt")
 
 
 def test_the_contact_sheet_goes_with_tagging_only(trained, tmp_path):

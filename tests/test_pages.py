@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from common import pages
-from common.pages import (PR_POINTS, SuspectsShown, ValidationShown, contact_sheet_data, duplicates_data, line_chart,
-                          render_page, report_data, suspects_data, thumbnail_uri, worst_images, write_page)
+from common.pages import (PR_POINTS, ValidationShown, contact_sheet_data, duplicates_data, line_chart, render_page,
+                          report_data, thumbnail_uri, worst_images, write_page)
 from conftest import colourful, save_image
 
 
@@ -49,7 +49,7 @@ def test_worst_images_are_the_errors_most_wrong_first():
     assert worst["fn"] == [[1, 0.2], [5, 0.4]]  # present but missed, least probable first
 
 
-def test_the_report_carries_its_table_curves_errors_and_suspects_and_nothing_from_outside(tmp_path):
+def test_the_report_carries_its_table_curves_errors_and_links_and_nothing_from_outside(tmp_path):
     rng = np.random.default_rng(0)
     images = [save_image(tmp_path / f"v{i}.png", colour=tuple(int(c) for c in rng.integers(0, 255, 3)))
               for i in range(30)]
@@ -60,19 +60,18 @@ def test_the_report_carries_its_table_curves_errors_and_suspects_and_nothing_fro
     history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "mAP": 0.5 + e / 20} for e in range(1, 5)]
     table = [{"tag": tag, "support": int(targets[:, i].sum()), "ap": 0.7, "precision": float("nan"), "recall": 0.5,
               "f1": 0.5, "threshold": 0.5} for i, tag in enumerate(["cat", "dog</script>", "sky"])]
-    suspects = [{"image": "v3.png", "tag": "cat", "kind": "missing", "given": 0, "probability": 0.9, "score": 0.9,
-                 "accept": ""}]
+    links = [("m.suspects.html", "the validation labels this model doubts", "(a quick look)")]
     data = report_data("m.pth: training report", history, ["cat", "dog</script>", "sky"],
                        ValidationShown(names, images, targets, probabilities, [0.5, 0.5, 0.5], table),
-                       SuspectsShown(suspects, tmp_path, "m.suspects.csv"), summary="summary")
+                       links, summary="summary")
     size = write_page(tmp_path / "m.report.html", data)
     page = (tmp_path / "m.report.html").read_text(encoding="utf-8")
     assert size == len(page.encode())
     assert_self_contained(page)
     shown = page_data(page)  # a tag holding "</script>" does not end the script early
     assert shown["tags"][1] == "dog</script>" and shown["table"][0]["precision"] is None
-    assert shown["suspects"][0]["image"] == "v3.png" and shown["suspects_file"] == "m.suspects.csv"
-    assert shown["thumbs"]["v3.png"].startswith("data:image/jpeg")  # the suspect's picture too
+    assert shown["links"] == [{"href": "m.suspects.html", "text": "the validation labels this model doubts",
+                               "note": "(a quick look)"}]
     assert page.count("<svg") >= 2 and "validation mAP" in page  # the curves, drawn without a script
     assert any(worst["fp"] for worst in shown["worst"]) and any(worst["fn"] for worst in shown["worst"])
     for tag, worst in enumerate(shown["worst"]):
@@ -104,7 +103,7 @@ def test_a_report_for_hundreds_of_tags_stays_a_sensible_size(tmp_path):
     assert size < 6_000_000  # every image thumbnailed once however many tags show it
 
 
-def test_the_contact_sheet_and_the_suspects_page(tmp_path):
+def test_the_contact_sheet_carries_its_thumbnails(tmp_path):
     folder = tmp_path / "photos"
     first, second = save_image(folder / "a.png"), save_image(folder / "b b.png", colour=(0, 0, 255))
     sheet = contact_sheet_data("photos", [("a.png", first, {"cat": 0.91}, ["cat", 0.91, 0.41]),
@@ -114,12 +113,6 @@ def test_the_contact_sheet_and_the_suspects_page(tmp_path):
     images = page_data(page)["images"]
     assert [image["name"] for image in images] == ["a.png", "b b.png"] and images[1]["doubt"] == ["dog", 0.45, 0.05]
     assert all(image["thumb"].startswith("data:image/jpeg") for image in images)
-
-    rows = [{"image": "b b.png", "tag": "dog", "kind": "missing", "given": 0, "probability": 0.8, "score": 0.8,
-             "accept": ""}]
-    page = render_page(suspects_data("photos", rows, folder, "photos.suspects.csv"))
-    assert_self_contained(page)
-    assert page_data(page)["thumbs"]["b b.png"].startswith("data:image/jpeg")
 
 
 @pytest.mark.parametrize("values", [[1.0, 1.0, 1.0], [float("nan"), 0.5, None], []])

@@ -300,7 +300,11 @@ def test_duplicates_writes_the_groups_and_a_page_that_shows_where_their_tags_dif
     assert "2 groups of near-duplicates hold 5 of the 6 images" in result.stdout
     assert "1 of them disagree on tags" in result.stdout and "tags differ: outdoors" in result.stdout
     page = page_data((tmp_path / "photos.duplicates.html").read_text(encoding="utf-8"))
-    assert page["kind"] == "duplicates" and page["groups"][0]["differ"] == ["outdoors"]
+    assert page["kind"] == "review" and page["groups"][0]["differ"] == ["outdoors"]
+    # to review: the group that disagrees, made to agree (one of two pictures says outdoors: a tie adds it)
+    names = [image["name"] for image in page["images"]]
+    assert [(item["tag"], item["kind"], [names[i] for i in item["targets"]]) for item in page["items"]] == [
+        ("outdoors", "missing", ["repost.jpg"])]
     assert page["groups"][1]["differ"] == [] and None in page["groups"][1]["tags"]  # the copy without a tag file
     assert all(page["thumbs"][name].startswith("data:image/jpeg") for name in groups["1"] + groups["2"])
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before  # nothing in the folder changed

@@ -78,19 +78,23 @@ def test_a_run_leaves_its_reports_beside_the_model(shapes_dataset, tmp_path):
     assert sorted(row["tag"] for row in report["table"]) == checkpoint["tags"]
     shown = {report["names"][row] for tag in report["worst"] for side in tag.values() for row, _ in side}
     assert all(report["thumbs"][name].startswith("data:image/jpeg") for name in shown)
-    assert all(row["image"] in split["validation"] for row in report["suspects"])
+    quick_look = page_data((tmp_path / "out" / "tagger.suspects.html").read_text(encoding="utf-8"))
+    assert quick_look["kind"] == "review" and quick_look["items"]
+    assert {image["name"] for image in quick_look["images"]} <= set(split["validation"])
+    assert report["links"][0]["href"] == "tagger.suspects.html"
     assert "tagger.report.html" in result.stdout
 
 
-def test_the_report_shows_the_folders_audit_when_there_is_one(shapes_dataset, tmp_path):
+def test_the_report_links_to_the_folders_audit_and_duplicates_pages_when_there_are_some(shapes_dataset, tmp_path):
     root, _ = shapes_dataset
-    image = sorted((root / "train").glob("*.png"))[5].name
-    (root / "train.suspects.csv").write_text(f"image,tag,kind,given,probability,score,accept\n"
-                                             f"{image},red,missing,0,0.97,0.97,\n")
-    result = train(root / "train", tmp_path / "m.pth", cwd=tmp_path)
+    for page in ("train.suspects.html", "train.duplicates.html"):
+        (root / page).write_text("<html></html>")
+    train(root / "train", tmp_path / "m.pth", cwd=tmp_path)
     report = page_data((tmp_path / "m.report.html").read_text(encoding="utf-8"))
-    assert [row["image"] for row in report["suspects"]] == [image] and report["suspects_file"] == "train.suspects.csv"
-    assert report["thumbs"][image].startswith("data:image/jpeg") and "the audit's" in result.stdout + str(report)
+    links = [link["href"] for link in report["links"]]
+    assert links[0] == "m.suspects.html" and len(links) == 3
+    assert [(tmp_path / link).resolve() for link in links[1:]] == [root / "train.suspects.html",
+                                                                   root / "train.duplicates.html"]
 
 
 def test_without_a_validation_share_every_image_trains_and_the_last_epoch_is_kept(shapes_dataset, tmp_path):
@@ -106,7 +110,7 @@ def test_without_a_validation_share_every_image_trains_and_the_last_epoch_is_kep
     assert "no validation set" in result.stdout
     assert not (tmp_path / "m.report.csv").exists() and (tmp_path / "m.curves.png").exists()
     report = page_data((tmp_path / "m.report.html").read_text(encoding="utf-8"))  # the curves alone
-    assert report["table"] == report["names"] == report["suspects"] == []
+    assert report["table"] == report["names"] == report["links"] == []
     assert "<svg" in (tmp_path / "m.report.html").read_text(encoding="utf-8")
 
 
