@@ -58,14 +58,14 @@ ERROR_SHARE = 0.05  # of the images lose a tag, and as many others gain a wrong 
 GOAL_FOUND, GOAL_SETS, GOAL_TIME = 0.70, 2, FOLDS + 1
 
 
-def inject_errors(folder, seed):
-    """Remove one true tag from 5 % of the images and add one absent tag to another 5 %, rewriting
-    their sidecars; returns the injected errors as {(image name, tag): kind}."""
+def inject_errors(folder, seed, share=ERROR_SHARE):
+    """Remove one true tag from `share` of the images (5 %) and add one absent tag to as many others,
+    rewriting their sidecars; returns the injected errors as {(image name, tag): kind}."""
     rng = np.random.default_rng(seed)
     tags_of = {image.name: tags for image, tags in read_tags_of(scan_folder(folder)).items()}
     vocabulary = sorted({tag for tags in tags_of.values() for tag in tags})
     tagged = sorted(name for name, tags in tags_of.items() if tags)
-    count = max(1, round(ERROR_SHARE * len(tags_of)))
+    count = max(1, round(share * len(tags_of)))
     chosen = rng.permutation(tagged)[:2 * count]
     injected = {}
     for position, name in enumerate(chosen):

@@ -18,12 +18,17 @@ function review() {
   try { state = Object.assign(state, JSON.parse(localStorage.getItem(storeKey)) || {}); } catch (error) { /* a damaged entry: start afresh */ }
   let order = state.order === "folder" ? folderOrder() : orders.likely;
   let position = Math.max(0, order.indexOf(positionOfId.has(state.at) ? positionOfId.get(state.at) : 0));
-  let storeFailed = false;
-  function keep() {
-    state.at = items.length ? ids[order[position]] : null;
+  let storeFailed = false, storePending = false;
+  function store() {
+    storePending = false;
     try { localStorage.setItem(storeKey, JSON.stringify(state)); storeFailed = false; }
     catch (error) { storeFailed = true; }  // full or forbidden: say so, and keep working in memory
   }
+  function keep() {  // stored right after the next item is drawn (with thousands decided, storing takes ~10 ms)
+    state.at = items.length ? ids[order[position]] : null;
+    if (!storePending) { storePending = true; setTimeout(store, 0); }
+  }
+  window.addEventListener("pagehide", () => { if (storePending) store(); });  // a reload or a closed tab
 
   const counter = el("span", {id: "review-counter"});
   const status = el("span", {id: "review-status", class: "muted"});
