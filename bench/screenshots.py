@@ -1,9 +1,9 @@
-"""The README's pictures of the pages: a run report, an audit's suspects and a contact sheet, made
-on the demo data and photographed in headless Chromium (Debian's chromium and chromium-driver).
+"""The README's pictures of the pages: a run report and a review page of a model's suggestions,
+made on the demo data and photographed in headless Chromium (Debian's chromium and chromium-driver).
 
-    python bench/screenshots.py            # writes bench/pictures/{report,suspects,contact-sheet}.png
+    python bench/screenshots.py            # writes bench/pictures/{report,review}.png
 
-A few of the demo's labels are made wrong first, so that the suspects are worth looking at.
+A few of the demo's labels are made wrong first, so that the suggestions are worth looking at.
 """
 
 import subprocess
@@ -74,17 +74,13 @@ def main():
         folder = work / "demo" / "train"
         swap_some_labels(folder)
         run("train.py", "--data", "demo/train", "--model", "model.pth", "--epochs", "8", "--yes", *TRAINING, cwd=work)
-        run("prepare.py", "audit", "demo/train", "--folds", "4", "--epochs", "4", *TRAINING, cwd=work)
-        run("infer.py", "--input", "demo/infer", "--model", "model.pth", "--html", "sheet.html", "--workers", "0",
-            cwd=work)
+        run("infer.py", "--input", "demo/train", "--model", "model.pth", "--html", "demo/train.review.html",
+            "--workers", "0", cwd=work)
         worst_tag = "document.querySelector('#tag-table th[data-key=ap]').click();" \
                     "document.querySelector('#tag-table tbody tr').click();"
-        mark_two = "document.querySelectorAll('#suspect-table input.accept').forEach((box, i) => i < 2 && box.click());"
+        decide_three = "review.decide('yes'); review.decide('no'); review.decide('yes');"  # as keys a, r, a do
         photograph([(work / "model.report.html", "report.png", worst_tag, 1500),
-                    (work / "demo" / "train.suspects.html", "suspects.png", mark_two, 800),
-                    (work / "sheet.html", "contact-sheet.png",
-                     "const s = document.getElementById('sort-order'); s.value = 'doubt';"
-                     "s.dispatchEvent(new Event('change'));", 800)])
+                    (work / "demo" / "train.review.html", "review.png", decide_three, 820)])
 
 
 if __name__ == "__main__":

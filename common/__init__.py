@@ -43,7 +43,8 @@ training: torch
     export        converting a model file (--save-as) and ONNX export
 outputs: what people read
     plots         matplotlib's pictures: a run's curves and precision-recall, the notebooks' grids
-    pages         the self-contained HTML pages: run report, suspects, duplicates, contact sheet
+    pages         the self-contained HTML pages: run report, duplicates, contact sheet
+    review        the review pages: a keyboard viewer of suggested tag changes, saved for prepare.py fix
     run_report    a finished run's report page, per-tag table and plots, beside the model
 audit
     audit         the label audit's out-of-fold predictions (training on k-1 folds, predicting one)

@@ -14,6 +14,7 @@ import html
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -204,7 +205,7 @@ def render_page(data):
     """The complete HTML of a page for data from report_data, duplicates_data, contact_sheet_data or
     common/review.py's review_data."""
     curves = data.pop("curves_svg", "")
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    payload = page_payload(data)
     title = html.escape(data["title"])
     warning = f'<p class="warning" id="warning">{html.escape(data["warning"])}</p>' if data.get("warning") else ""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -218,6 +219,12 @@ def render_page(data):
             f'<script>{SCRIPT}</script></body></html>\n')
 
 
+def page_payload(data):
+    """The page's data as the JSON inside its script element: "</" escaped, so that a tag holding
+    "</script>" cannot end the element early."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+
+
 def write_page(path, data):
     """Write the page atomically; returns its size in bytes."""
     page = render_page(data).encode("utf-8")
@@ -228,12 +235,30 @@ def write_page(path, data):
 
 def notebook_frame(path, height=800):
     """The page at `path` inside a notebook cell (an iframe holding its own document, so that its
-    styles and script touch nothing else in the notebook)."""
+    styles and script touch nothing else in the notebook). A review page's pictures are put inside
+    it, as thumbnails: the iframe cannot follow the page's paths to them. Click into the frame
+    before using its keys."""
     from IPython.display import HTML
 
     page = Path(path).read_text(encoding="utf-8")
+    if '"kind":"review"' in page:
+        page = with_pictures_inside(page, Path(path).parent)
     return HTML(f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;height:{height}px;'
                 'border:1px solid #ccc"></iframe>')
+
+
+def with_pictures_inside(page, folder, size=2 * THUMBNAIL_SIZE):
+    """A review page whose pictures are data: URIs (256-px thumbnails) instead of paths from `folder`."""
+    from urllib.parse import unquote, urlparse
+
+    found = re.search(r'(<script id="page-data" type="application/json">)(.*?)(</script>)', page, re.S)
+    data = json.loads(found.group(2))
+    paths = [Path(urlparse(image["src"]).path) if image["src"].startswith("file:") else folder / unquote(image["src"])
+             for image in data["images"]]
+    thumbs = thumbnails(paths, size)
+    for image, picture in zip(data["images"], paths):
+        image["src"] = thumbs[str(picture)] or image["src"]
+    return page[:found.start(2)] + page_payload(data) + page[found.end(2):]
 
 
 # The page's style and script live beside this module as plain files, and go into every page.

@@ -135,9 +135,9 @@ def accepted_changes(decided):
     return {(image, tag, kind) for (kind, tag, images), accepted in decided.items() if accepted for image in images}
 
 
-def apply_and_check(saved, folder, decided, typed=(), root=None):
+def apply_and_check(saved, folder, decided, typed=(), root=None, before_undo=None):
     """prepare.py fix with the saved CSV changes exactly the tag files the accepted items (and typed
-    tags) name, as they asked; prepare.py undo puts every one back."""
+    tags) name, as they asked; (before_undo() runs then;) prepare.py undo puts every one back."""
     import re
 
     wanted = accepted_changes(decided) | set(typed)
@@ -148,6 +148,8 @@ def apply_and_check(saved, folder, decided, typed=(), root=None):
     assert changed == {folder / f"{image}.txt" for image, _, _ in wanted}
     for image, tag, kind in wanted:
         assert (tag in read_tag_file(folder / f"{image}.txt")) == (kind == "missing")
+    if before_undo:
+        before_undo()
     run_main("prepare.py", "undo", re.search(r"undo file: (\S+)", result.stdout).group(1), cwd=root or folder.parent)
     assert {path: path.read_bytes() for path in folder.glob("*.txt")} == before
 
@@ -207,7 +209,13 @@ def test_reviewing_a_models_suggestions_with_the_keyboard_survives_a_reload_and_
 
     press(browser, "e")
     saved = saved_download(browser, "tagged.suggestions.csv")
-    apply_and_check(saved, folder, decided, typed, root=tmp_path)
+
+    def train_again():  # the loop's last step: a new run on the fixed folder, from the old model
+        result = run_main("train.py", "--data", folder, "--model", tmp_path / "again.pth", *FAST_TRAINING,
+                          "--weights", root / "models" / "m.pth", cwd=tmp_path)
+        assert (tmp_path / "again.pth").is_file() and "m.pth" in result.stdout
+
+    apply_and_check(saved, folder, decided, typed, root=tmp_path, before_undo=train_again)
 
 
 def test_the_audit_and_duplicates_pages_review_in_the_same_viewer(trained, browser, tmp_path):

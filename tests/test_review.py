@@ -74,3 +74,20 @@ def test_the_page_refers_to_the_pictures_beside_it_and_reads_their_tags(tmp_path
     assert [item["targets"] for item in data["items"]] == [[0], [1]]
     assert data["vocabulary"] == ["cat", "dog", "sky"] and data["export_name"] == "my photos.suggestions.csv"
     assert data["store_key"] == str(page.resolve()) and Path(data["store_key"]).name == "review.html"
+
+
+def test_in_a_notebook_a_review_page_carries_its_pictures_inside(tmp_path):
+    from common.pages import render_page, with_pictures_inside
+    from test_pages import assert_self_contained, page_data
+
+    folder = tmp_path / "photos"
+    save_image(folder / "a b.png", size=(600, 400))
+    (folder / "a b.png.txt").write_text("cat\n")
+    items = [{"targets": ["a b.png"], "tag": "cat</script>", "kind": "extra", "p": 0.1, "score": 2.0}]
+    page = render_page(review_data("t", "s", "suggestions", folder, tmp_path / "review.html", items, ["cat"]))
+    inside = with_pictures_inside(page, tmp_path)
+    assert_self_contained(inside)  # the iframe of a notebook cannot follow the paths
+    data = page_data(inside)
+    assert data["images"][0]["src"].startswith("data:image/jpeg") and data["items"][0]["tag"] == "cat</script>"
+    assert {key: value for key, value in data.items() if key != "images"} == \
+        {key: value for key, value in page_data(page).items() if key != "images"}
