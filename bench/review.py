@@ -28,6 +28,7 @@ the next item in at most 50 ms.
 """
 
 import argparse
+import csv
 import json
 import re
 import shutil
@@ -46,7 +47,9 @@ sys.path.insert(0, str(REPOSITORY))
 
 from bench.audit import inject_errors  # noqa: E402
 from bench.real_sets import SETS, grouping_flags, write_set  # noqa: E402
+from common.folder_scan import multi_hot, read_tags_of, scan_folder  # noqa: E402
 from common.review import likeliest_first_share, suggestion_items, write_review_page  # noqa: E402
+from common.suspects import context_probabilities  # noqa: E402
 
 ARCH, IMAGE_SIZE, FIRST = "resnet18", 64, 20
 ERROR_SHARE = 0.10  # of the images lose a tag, and as many others gain a wrong one
@@ -68,10 +71,36 @@ def page_items(page):
     return [{**item, "targets": [names[i] for i in item["targets"]]} for item in data["items"]]
 
 
-def shares(items, wrong):
-    """(likeliest first, folder order): the share of the first pictures shown that hold an error."""
+def read_probabilities(path):
+    with open(path, newline="", encoding="utf-8") as file:
+        rows = list(csv.reader(file))
+    return rows[0][1:], [row[0] for row in rows[1:]], np.array([[float(v) for v in row[1:]] for row in rows[1:]])
+
+
+def in_context(items, folder, csv_path):
+    """The same suggestions ranked as the audit ranks labels: each probability judged again with the
+    image's other tags (common/suspects.py's context_probabilities, fitted on the folder's labels)."""
+    tags, names, probabilities = read_probabilities(csv_path)
+    scan = read_tags_of(scan_folder(folder))
+    tags_of = {image.relative_to(folder).as_posix(): found for image, found in scan.items()}
+    targets = multi_hot([tags_of.get(name, []) for name in names], tags)
+    judged = context_probabilities(targets, probabilities)
+    row_of, column_of = {name: row for row, name in enumerate(names)}, {tag: column for column, tag in enumerate(tags)}
+
+    def belief(item):
+        p = judged[row_of[item["targets"][0]], column_of[item["tag"]]]
+        return p if item["kind"] == "missing" else 1 - p
+
+    return sorted(items, key=lambda item: -belief(item))
+
+
+def shares(items, wrong, folder, csv_path):
+    """The share of the first pictures shown that hold an error: likeliest first (the page's
+    order), folder order, and the suggestions ranked in context (a candidate ranking)."""
     folder_order = sorted(items, key=lambda item: (item["targets"][0], item["tag"]))
-    return likeliest_first_share(items, wrong, FIRST), likeliest_first_share(folder_order, wrong, FIRST)
+    return {"likeliest": likeliest_first_share(items, wrong, FIRST),
+            "folder": likeliest_first_share(folder_order, wrong, FIRST),
+            "context": likeliest_first_share(in_context(items, folder, csv_path), wrong, FIRST)}
 
 
 def rank_set(set_name, seed, work):
@@ -86,28 +115,30 @@ def rank_set(set_name, seed, work):
         if folder_kind == "own":
             run("train.py", "--data", folder, "--model", model, *flags)
         page = work / f"{folder_kind}.html"
-        run("infer.py", "--input", folder, "--model", model, "--html", page)
+        run("infer.py", "--input", folder, "--model", model, "--html", page, "--csv", work / f"{folder_kind}.csv")
         items = page_items(page)
-        likeliest, in_folder_order = shares(items, {image for image, _ in injected})
         found = {(item["targets"][0], item["tag"]) for item in items[:len(injected)]} & set(injected)
-        result[folder_kind] = {"likeliest": likeliest, "folder": in_folder_order, "items": len(items),
-                               "injected": len(injected), "errors_in_first_n": len(found) / len(injected)}
+        result[folder_kind] = {**shares(items, {image for image, _ in injected}, folder, work / f"{folder_kind}.csv"),
+                               "items": len(items), "injected": len(injected),
+                               "errors_in_first_n": len(found) / len(injected)}
     return result
 
 
 def print_ranking(results):
-    print(f"\n{'set':<12} {'seed':>4} | {'new folder: likeliest / folder order':>36} | {'own folder':>20}")
+    orders = ("likeliest", "context", "folder")
+    print(f"\n{'set':<12} {'seed':>4} | {'new folder: ' + ' / '.join(orders):>40} | {'own folder':>24}")
     for row in results:
         print(f"{row['set']:<12} {row['seed']:>4} | " + " | ".join(
-            f"{row[kind]['likeliest']:>{width}.0%} / {row[kind]['folder']:.0%}" for kind, width in (("new", 30),
-                                                                                                    ("own", 14))))
+            f"{' / '.join(f'{row[kind][order]:.0%}' for order in orders):>{width}}" for kind, width in (("new", 40),
+                                                                                                       ("own", 24))))
     for kind in ("new", "own"):
-        likeliest = [row[kind]["likeliest"] for row in results]
-        folder = [row[kind]["folder"] for row in results]
-        error = np.std(likeliest, ddof=1) / np.sqrt(len(likeliest)) if len(likeliest) > 1 else float("nan")
-        print(f"{kind} folder: likeliest first {np.mean(likeliest):.0%} ± {error:.0%} of the first {FIRST} pictures "
-              f"hold an error (folder order {np.mean(folder):.0%}); {sum(v >= GOAL_SHARE for v in likeliest)} of "
-              f"{len(likeliest)} runs reach {GOAL_SHARE:.0%}; of the first N suggestions (N injected errors), "
+        print(f"{kind} folder, of the first {FIRST} pictures the share holding an error:")
+        for order in orders:
+            values = [row[kind][order] for row in results]
+            error = np.std(values, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+            print(f"  {order:<10} {np.mean(values):.0%} ± {error:.0%}; {sum(v >= GOAL_SHARE for v in values)} of "
+                  f"{len(values)} runs reach {GOAL_SHARE:.0%}")
+        print(f"  of the page's first N suggestions (N injected errors), "
               f"{np.mean([row[kind]['errors_in_first_n'] for row in results]):.0%} are those errors")
 
 
