@@ -218,7 +218,8 @@ def run_suite(args):
                             seed_flags += grouping_flags(set_name)
                         own = work / name.replace(" ", "-")  # each contestant its own model and table
                         own.mkdir(parents=True, exist_ok=True)
-                        result = run(work / "train", work / "test", own, weights, flags + seed_flags,
+                        # the contestant's own flags last: an --extra "--epochs 14" overrides the suite's
+                        result = run(work / "train", work / "test", own, weights, seed_flags + flags,
                                      args.environment)
                         results.append({"mode": MODE_NAMES[mode], "set": set_name, "seed": seed, "contestant": name,
                                         "train": counts[0], "test": counts[1], **result})

@@ -32,7 +32,7 @@ function review() {
 
   const counter = el("span", {id: "review-counter"});
   const status = el("span", {id: "review-status", class: "muted"});
-  const orderChoice = el("select", {id: "review-order", onchange: () => setOrder(orderChoice.value)},
+  const orderChoice = el("select", {id: "review-order", onchange: () => { setOrder(orderChoice.value); orderChoice.blur(); }},
     el("option", {value: "likely", text: "likeliest fixes first"}), el("option", {value: "folder", text: "folder order"}));
   const change = el("div", {id: "review-change", class: "change"});
   const pictures = el("div", {id: "review-pictures", class: "pictures"});
@@ -41,7 +41,7 @@ function review() {
   const spacer = el("div", {class: "spacer", style: `height:${items.length * ROW}px`});
   const list = el("div", {id: "review-list", class: "review-list"}, spacer);
   const full = el("div", {id: "review-full", class: "full", hidden: "", onclick: () => { full.hidden = true; }});
-  const save = el("button", {id: "review-export", onclick: () => exportDecisions(), text: "save decisions as CSV (e)"});
+  const save = el("button", {id: "review-export", onclick: () => { exportDecisions(); save.blur(); }, text: "save decisions as CSV (e)"});
   const keys = "→ or j: next · ← or k: previous · a: accept · r: reject · t: type a tag · u: undo · f: full size · " +
                "o: order · e: save the CSV";
   app.append(el("datalist", {id: "review-vocabulary"}, ...DATA.vocabulary.map(tag => el("option", {value: tag}))),
@@ -180,7 +180,7 @@ function review() {
       return;
     }
     if (event.altKey || event.metaKey || (event.ctrlKey && event.key !== "z")) return;
-    if (event.target.tagName === "SELECT" || event.target.tagName === "BUTTON" && event.key === "Enter") return;
+    if (event.target.tagName === "SELECT") return;  // its own keys choose an order
     const action = actions[event.key];
     if (action) { event.preventDefault(); action(); }
   });
