@@ -153,7 +153,6 @@ def tag_images(tagger, scan, pending, args, choose, unreadable, processes):
 
     from common.distributed import gather_objects
     from common.inference import closest_call
-    from common.review import suggested_changes
 
     tags = tagger.tags
     outcomes = {"written": 0, "merged": 0, "kept": 0}
@@ -162,7 +161,7 @@ def tag_images(tagger, scan, pending, args, choose, unreadable, processes):
     stems_taken = {}
     for image in scan.images:
         stems_taken[(image.parent, image.stem)] = stems_taken.get((image.parent, image.stem), 0) + 1
-    sheet = []  # --html: (name, path, chosen tags, closest call, suggested changes to its tag file or None)
+    sheet = []  # --html: (name, path, chosen tags, closest call, (its tags now, probabilities) when it had a tag file)
     reviewing = args.html and not (args.overwrite or args.merge)  # the tag files stay as they were: compare them
     with contextlib.ExitStack() as stack:
         csv_writer, jsonl_file = open_tables(stack, args, tags, processes)
@@ -182,28 +181,28 @@ def tag_images(tagger, scan, pending, args, choose, unreadable, processes):
                                                                         for i in chosen}}, ensure_ascii=False) + "\n")
                 if args.html:
                     closest, distance = closest_call(row, choose.thresholds, choose.usable)
-                    changes = suggested_changes(row, choose.thresholds, choose.usable, tags, read_tag_file(existing)) \
+                    tagged = (read_tag_file(existing), row.astype(np.float32)) \
                         if reviewing and existing is not None else None
                     sheet.append((name, image, {tags[i]: round(float(row[i]), 3) for i in chosen},
-                                  [tags[closest], round(float(row[closest]), 3), round(distance, 4)], changes))
+                                  [tags[closest], round(float(row[closest]), 3), round(distance, 4)], tagged))
                 if args.print_probs:
                     tqdm.write(f"{name}: " + (", ".join(f"{tags[i]} {row[i]:.3f}" for i in chosen) or "(no tags)"))
     join_tables(args, tags, processes)
     if args.html:
         sheet = [entry for part in gather_objects(sheet) for entry in part]
         if processes.is_main:
-            reviewed = [(name, changes) for name, _, _, _, changes in sheet if changes is not None]
-            write_review(args, reviewed, tags, len(sheet)) if reviewed else write_contact_sheet(args, sheet)
+            reviewed = [(name, *tagged) for name, _, _, _, tagged in sheet if tagged is not None]
+            write_review(args, reviewed, choose, tags, len(sheet)) if reviewed else write_contact_sheet(args, sheet)
     return outcomes
 
 
-def write_review(args, reviewed, tags, image_count):
+def write_review(args, reviewed, choose, tags, image_count):
     """--html on images that already have tag files: the review page of what the model would change
-    in them, the surest suggestions first (common/review.py)."""
+    in them, the likeliest fixes first (common/review.py); reviewed: (name, its tags, probabilities)."""
     from common.review import suggestion_items, write_review_page
 
-    items = suggestion_items(reviewed)
-    changed = sum(bool(changes) for _, changes in reviewed)
+    items = suggestion_items(reviewed, choose.thresholds, choose.usable, tags)
+    changed = len({item["targets"][0] for item in items})
     summary = (f"{len(items)} suggested change(s) to the tag files of {changed} of the {len(reviewed)} tagged "
                f"image(s) of {args.input}, by {args.model}; {time.strftime('%Y-%m-%d %H:%M')}. Add: the model sees the "
                "tag above its threshold; remove: a tag in the file that it sees below. Accept (a) or reject (r) each, "

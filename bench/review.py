@@ -14,9 +14,12 @@ the order the page opens on. Two folders:
     own folder     the training pictures, damaged; the model trained on them, errors and all (the
                    recipe's loop: train, review, fix, train again)
 
-Each counts, of the first 20 pictures the page shows, the share that hold an injected error:
-likeliest first (the page's default) against folder order (its other choice), about 20 % since a
-fifth of the images are damaged. Goal: at least 60 % likeliest first.
+Each counts, of the first 20 pictures the page shows, the share that hold an injected error, in
+three orders of the same suggestions: likeliest first (the page's default: each suggestion judged
+again with the image's other tags, fitted on the folder's own labels, as the audit ranks labels),
+by the model's raw sureness (its probability's distance from the threshold, in logits: the
+page's order before), and folder order (the page's other choice; about 20 %, since a fifth of the
+images are damaged). Goal: at least 60 % likeliest first.
 
 Speed. A folder of 10,000 small JPEGs with tag files and a review page of 10,000 suggestions written
 by common/review.py, opened in headless Chromium (Debian's chromium and chromium-driver): the
@@ -47,9 +50,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from bench.audit import inject_errors  # noqa: E402
 from bench.real_sets import SETS, grouping_flags, write_set  # noqa: E402
-from common.folder_scan import multi_hot, read_tags_of, scan_folder  # noqa: E402
-from common.review import likeliest_first_share, suggestion_items, write_review_page  # noqa: E402
-from common.suspects import context_probabilities  # noqa: E402
+from common.review import likeliest_first_share, sureness, write_review_page  # noqa: E402
 
 ARCH, IMAGE_SIZE, FIRST = "resnet18", 64, 20
 ERROR_SHARE = 0.10  # of the images lose a tag, and as many others gain a wrong one
@@ -77,30 +78,16 @@ def read_probabilities(path):
     return rows[0][1:], [row[0] for row in rows[1:]], np.array([[float(v) for v in row[1:]] for row in rows[1:]])
 
 
-def in_context(items, folder, csv_path):
-    """The same suggestions ranked as the audit ranks labels: each probability judged again with the
-    image's other tags (common/suspects.py's context_probabilities, fitted on the folder's labels)."""
+def orders(items, csv_path):
+    """The page's suggestions in the orders compared: the page's own (likeliest first, the
+    suggestions judged in context); by the model's raw sureness (how far its probability lies from
+    the threshold, in logits: the page's order before); and folder order."""
     tags, names, probabilities = read_probabilities(csv_path)
-    scan = read_tags_of(scan_folder(folder))
-    tags_of = {image.relative_to(folder).as_posix(): found for image, found in scan.items()}
-    targets = multi_hot([tags_of.get(name, []) for name in names], tags)
-    judged = context_probabilities(targets, probabilities)
     row_of, column_of = {name: row for row, name in enumerate(names)}, {tag: column for column, tag in enumerate(tags)}
-
-    def belief(item):
-        p = judged[row_of[item["targets"][0]], column_of[item["tag"]]]
-        return p if item["kind"] == "missing" else 1 - p
-
-    return sorted(items, key=lambda item: -belief(item))
-
-
-def shares(items, wrong, folder, csv_path):
-    """The share of the first pictures shown that hold an error: likeliest first (the page's
-    order), folder order, and the suggestions ranked in context (a candidate ranking)."""
-    folder_order = sorted(items, key=lambda item: (item["targets"][0], item["tag"]))
-    return {"likeliest": likeliest_first_share(items, wrong, FIRST),
-            "folder": likeliest_first_share(folder_order, wrong, FIRST),
-            "context": likeliest_first_share(in_context(items, folder, csv_path), wrong, FIRST)}
+    return {"likeliest": items,
+            "sureness": sorted(items, key=lambda item: -sureness(
+                probabilities[row_of[item["targets"][0]], column_of[item["tag"]]], 0.5)),
+            "folder": sorted(items, key=lambda item: (item["targets"][0], item["tag"]))}
 
 
 def rank_set(set_name, seed, work):
@@ -118,14 +105,16 @@ def rank_set(set_name, seed, work):
         run("infer.py", "--input", folder, "--model", model, "--html", page, "--csv", work / f"{folder_kind}.csv")
         items = page_items(page)
         found = {(item["targets"][0], item["tag"]) for item in items[:len(injected)]} & set(injected)
-        result[folder_kind] = {**shares(items, {image for image, _ in injected}, folder, work / f"{folder_kind}.csv"),
+        wrong = {image for image, _ in injected}
+        result[folder_kind] = {**{order: likeliest_first_share(ranked, wrong, FIRST)
+                                  for order, ranked in orders(items, work / f"{folder_kind}.csv").items()},
                                "items": len(items), "injected": len(injected),
                                "errors_in_first_n": len(found) / len(injected)}
     return result
 
 
 def print_ranking(results):
-    orders = ("likeliest", "context", "folder")
+    orders = ("likeliest", "sureness", "folder")
     print(f"\n{'set':<12} {'seed':>4} | {'new folder: ' + ' / '.join(orders):>40} | {'own folder':>24}")
     for row in results:
         print(f"{row['set']:<12} {row['seed']:>4} | " + " | ".join(
@@ -148,7 +137,7 @@ def speed_page(folder, page, count, seed=0):
     rng = np.random.default_rng(seed)
     vocabulary = [f"tag{number:03d}" for number in range(300)]
     folder.mkdir(parents=True, exist_ok=True)
-    entries = []
+    entries = []  # items as common/review.py makes them
     for number in range(count):
         name = f"picture_{number:05d}.jpg"
         if not (folder / name).exists():
@@ -158,8 +147,9 @@ def speed_page(folder, page, count, seed=0):
             (folder / f"{name}.txt").write_text("\n".join(tags) + "\n")
         tag = vocabulary[int(rng.integers(len(vocabulary)))]
         p = float(rng.random())
-        entries.append((name, [(tag, "missing" if p > 0.5 else "extra", p, abs(p - 0.5) * 8)]))
-    items = suggestion_items(entries)
+        entries.append({"targets": [name], "tag": tag, "kind": "missing" if p > 0.5 else "extra", "p": round(p, 4),
+                        "score": round(abs(p - 0.5) * 2, 4)})
+    items = sorted(entries, key=lambda item: -item["score"])
     return write_review_page(page, f"{count} suggestions", "speed", "suggestions", folder, items, vocabulary)
 
 

@@ -68,11 +68,27 @@ def suggested_changes(probabilities, thresholds, usable, vocabulary, current):
     return sorted(changes, key=lambda change: -change[3])
 
 
-def suggestion_items(entries):
-    """infer.py's items: entries are (image name, [(tag, kind, probability, sureness)]); every
-    suggestion of every image, the surest first (ties in folder order)."""
-    items = [{"targets": [name], "tag": tag, "kind": kind, "p": round(p, 4), "score": round(score, 4)}
-             for name, changes in entries for tag, kind, p, score in changes]
+def suggestion_items(reviewed, thresholds, usable, vocabulary):
+    """infer.py's items: reviewed holds (image name, its tags now, the model's probabilities) of
+    every tagged image. Each suggestion (suggested_changes) is ranked by how likely it is right
+    once the model's probability is judged again with the image's other tags, as the audit ranks
+    labels (common/suspects.py's context_probabilities, fitted on the folder's own labels): that
+    corrects each tag's probabilities to this folder, where a model's raw sureness over-trusts the
+    tags it is wrong about here (bench/README.md). The likeliest first; ties in folder order."""
+    from common.folder_scan import multi_hot
+    from common.suspects import context_probabilities
+
+    readable = [entry for entry in reviewed if not np.isnan(entry[2]).any()]
+    probabilities = np.array([row for _, _, row in readable], dtype=np.float64).reshape(len(readable), len(vocabulary))
+    judged = probabilities
+    if len(readable) >= 4:  # enough images to fit on the others
+        judged = context_probabilities(multi_hot([tags for _, tags, _ in readable], vocabulary), probabilities)
+    column = {tag: position for position, tag in enumerate(vocabulary)}
+    items = []
+    for row, (name, tags, _) in enumerate(readable):
+        for tag, kind, p, _ in suggested_changes(probabilities[row], thresholds, usable, vocabulary, tags):
+            belief = judged[row, column[tag]] if kind == "missing" else 1 - judged[row, column[tag]]
+            items.append({"targets": [name], "tag": tag, "kind": kind, "p": round(p, 4), "score": round(belief, 4)})
     return sorted(items, key=lambda item: -item["score"])  # stable: folder order among equals
 
 

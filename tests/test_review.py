@@ -28,15 +28,26 @@ def test_a_model_suggests_the_tags_above_their_thresholds_it_lacks_and_doubts_th
     assert sureness(0.5, 0.5) == 0 and sureness(1.0, 0.5) > 10  # a certain 1.0 stays finite
 
 
-def test_suggestions_of_every_image_are_ranked_together_and_the_surest_open_the_page():
-    entries = [("a.png", [("cat", "missing", 0.6, 0.4)]),
-               ("b.png", [("dog", "extra", 0.01, 4.6), ("sky", "missing", 0.7, 0.8)]),
-               ("c.png", []), ("d.png", [("cat", "missing", 0.6, 0.4)])]
-    items = suggestion_items(entries)
-    assert [(item["targets"], item["tag"]) for item in items] == [(["b.png"], "dog"), (["b.png"], "sky"),
-                                                                  (["a.png"], "cat"), (["d.png"], "cat")]
-    assert likeliest_first_share(items, wrong={"b.png"}, first=2) == 0.5  # b.png counts once
-    assert likeliest_first_share(items, wrong={"b.png", "a.png"}, first=20) == pytest.approx(2 / 3)
+def test_suggestions_are_ranked_by_how_well_they_fit_the_folders_own_labels():
+    # cat: the model agrees with the folder, and one picture lost its tag; dog: the model sees a dog
+    # everywhere with 0.9, on a folder where nothing is tagged dog: its own, miscalibrated sureness
+    # would put forty "add dog" first; judged with the folder's labels they go last
+    rng = np.random.default_rng(0)
+    vocabulary, reviewed = ["cat", "dog"], []
+    for number in range(40):
+        has_cat = number % 2 == 0
+        p_cat = 0.97 if number == 7 else (0.8 + 0.15 * rng.random() if has_cat else 0.2 * rng.random())
+        reviewed.append((f"{number:02d}.png", ["cat"] if has_cat else [], np.array([p_cat, 0.9])))
+    reviewed.append(("unreadable.png", ["cat"], np.array([np.nan, np.nan])))
+    items = suggestion_items(reviewed, np.array([0.5, 0.5]), np.array([True, True]), vocabulary)
+    assert (items[0]["targets"], items[0]["tag"], items[0]["kind"]) == (["07.png"], "cat", "missing")
+    assert items[0]["p"] == 0.97 and items[0]["score"] > 0.5
+    assert [item["tag"] for item in items[1:]] == ["dog"] * 40 and all(item["score"] < 0.2 for item in items[1:])
+    assert [item["score"] for item in items] == sorted((item["score"] for item in items), reverse=True)
+    assert likeliest_first_share(items, wrong={"07.png"}, first=2) == 0.5
+    # too few images to judge in context: the model's own probabilities rank them
+    few = suggestion_items(reviewed[:3], np.array([0.5, 0.5]), np.array([True, True]), vocabulary)
+    assert [item["score"] for item in few] == [0.9] * 3
 
 
 def test_the_audits_rows_become_items_in_their_order():
