@@ -80,7 +80,7 @@ def get_args_parser():
     add("--csv", help="also write every image's probability for every tag to this CSV file")
     add("--jsonl", help="also write each image's chosen tags and their probabilities, one JSON line per image")
     add("--html", help="also write a page to look at: on images that already have tag files, the review page of "
-                       "the tags the model would add and those it doubts (surest first), whose decisions prepare.py "
+                       "the tags the model would add and those it doubts (likeliest first), whose decisions prepare.py "
                        "fix applies; else a contact sheet of each image with its tags, to filter by tag")
     add("--print-probs", action="store_true", help="print each image's tags with their probabilities")
     add("--batch-size", type=whole_number(1), default=batch_size, help="images per step (.env: BATCH_SIZE)")
