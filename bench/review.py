@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from bench.audit import inject_errors  # noqa: E402
 from bench.real_sets import SETS, grouping_flags, write_set  # noqa: E402
-from common.review import likeliest_first_share, sureness, write_review_page  # noqa: E402
+from common.review import sureness, write_review_page  # noqa: E402
 
 ARCH, IMAGE_SIZE, FIRST = "resnet18", 64, 20
 ERROR_SHARE = 0.10  # of the images lose a tag, and as many others gain a wrong one
@@ -70,6 +70,20 @@ def page_items(page):
     data = json.loads(re.search(r'<script id="page-data" type="application/json">(.*?)</script>', text, re.S).group(1))
     names = [image["name"] for image in data["images"]]
     return [{**item, "targets": [names[i] for i in item["targets"]]} for item in data["items"]]
+
+
+def likeliest_first_share(items, wrong, first=20):
+    """Of the first `first` distinct pictures a review page shows in this order of its items, the
+    share that hold a known error (`wrong`: image names)."""
+    seen = []
+    for item in items:
+        for name in item["targets"]:
+            if name not in seen:
+                seen.append(name)
+        if len(seen) >= first:
+            break
+    seen = seen[:first]
+    return float(np.mean([name in wrong for name in seen])) if seen else 0.0
 
 
 def read_probabilities(path):

@@ -168,16 +168,3 @@ def write_review_page(page, title, summary, source, folder, items, vocabulary, t
     data = review_data(title, summary, source, folder, page, items, vocabulary, tags_of)
     return write_page(page, {**(extra or {}), **data})
 
-
-def likeliest_first_share(items, wrong, first=20):
-    """Of the first `first` distinct pictures a review page shows in its opening order, the share
-    that hold a known error (`wrong`: image names). For the benchmark and its test."""
-    seen = []
-    for item in items:
-        for name in item["targets"]:
-            if name not in seen:
-                seen.append(name)
-        if len(seen) >= first:
-            break
-    seen = seen[:first]
-    return float(np.mean([name in wrong for name in seen])) if seen else 0.0
