@@ -79,6 +79,7 @@ function review() {
         el("img", {src: image.src, alt: image.name, title: "f: full size", onclick: toggleFull}),
         el("figcaption", {}, el("div", {class: "name", text: image.name}), el("div", {}, ...tags)));
     }));
+    if (!full.hidden) fillFull(item);  // the full-size view follows the item in view
     const next = items[order[position + 1]];
     if (next) new Image().src = images[(next.shown || next.targets)[0]].src;  // the next picture, ahead of time
   }
@@ -140,10 +141,13 @@ function review() {
     order = name === "folder" ? folderOrder() : orders.likely;
     goTo(id == null ? 0 : order.indexOf(positionOfId.get(id)));
   }
+  function fillFull(item) {
+    full.replaceChildren(...(item.shown || item.targets).map(i => el("img", {src: images[i].src, alt: images[i].name})));
+  }
   function toggleFull() {
     const item = current();
     if (!item) return;
-    full.replaceChildren(...(item.shown || item.targets).map(i => el("img", {src: images[i].src, alt: images[i].name})));
+    fillFull(item);
     full.hidden = !full.hidden;
   }
   function csvText() {
