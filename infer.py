@@ -192,7 +192,10 @@ def tag_images(tagger, scan, pending, args, choose, unreadable, processes):
         sheet = [entry for part in gather_objects(sheet) for entry in part]
         if processes.is_main:
             reviewed = [(name, *tagged) for name, _, _, _, tagged in sheet if tagged is not None]
-            write_review(args, reviewed, choose, tags, len(sheet)) if reviewed else write_contact_sheet(args, sheet)
+            if reviewed:
+                write_review(args, reviewed, choose, tags, len(sheet))
+            else:
+                write_contact_sheet(args, sheet)
     return outcomes
 
 

@@ -7,10 +7,10 @@ final save; the loop itself knows nothing of pages or plots."""
 import datetime
 from pathlib import Path
 
+from common.duplicates import default_duplicates_path
 from common.files import write_rows
 from common.pages import SUSPECTS_SHOWN, ValidationShown, report_data, write_page
 from common.plots import plot_precision_recall, plot_training_curves
-from common.duplicates import default_duplicates_path
 from common.review import relative_url, suspect_items, write_review_page
 from common.split import LEAKED, optimistic_validation_warning
 from common.suspects import default_suspects_path, suspect_rows
@@ -29,9 +29,9 @@ def write_run_outputs(run, validation=None):
 
 
 def write_report_page(run, validation=None):
-    """NAME.report.html: the curves, and with a validation set its per-tag table, each tag's worst
-    images and the pairs whose labels the model most doubts (a quick look; `prepare.py audit`
-    judges every image)."""
+    """NAME.report.html: the curves, and with a validation set its per-tag table and each tag's
+    worst images; links to the review pages of the labels the model doubts (NAME.suspects.html, a
+    quick look) and of the folder's audit and duplicates, when they exist."""
     shown, links = None, []
     if validation is not None:
         names = [run.split_names["validation"][position] for position in validation.positions]
