@@ -76,8 +76,8 @@ def test_training_under_torchrun_prints_once_and_writes_one_model(distributed_ru
     assert checkpoint["settings"]["process_count"] == 2
     assert "module." not in next(iter(checkpoint["state_dict"]))  # the bare model, not its DDP wrapper
     assert sorted(path.name for path in (root / "models").iterdir()) == sorted(
-        f"m.{kind}" for kind in ("pth", "tags.txt", "metrics.csv", "report.csv", "report.html", "curves.png",
-                                 "pr.png", "split.json"))  # no training state left, no per-process files
+        f"m.{kind}" for kind in ("pth", "tags.txt", "metrics.csv", "report.csv", "report.html", "suspects.html",
+                                 "curves.png", "pr.png", "split.json"))  # no training state left, no per-process files
     # the main process found the groups of near-duplicates, every process split by them
     split = json.loads((root / "models" / "m.split.json").read_text())
     tagged = [image for image in scan_folder(root / "shapes" / "train").images
