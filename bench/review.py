@@ -33,10 +33,8 @@ the next item in at most 50 ms.
 import argparse
 import csv
 import json
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,8 +46,9 @@ from PIL import Image
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from bench.audit import inject_errors  # noqa: E402
+from bench.audit import inject_errors, timed  # noqa: E402
 from bench.real_sets import SETS, grouping_flags, write_set  # noqa: E402
+from common.pages import page_data_of  # noqa: E402
 from common.review import sureness, write_review_page  # noqa: E402
 
 ARCH, IMAGE_SIZE, FIRST = "resnet18", 64, 20
@@ -59,15 +58,9 @@ SPEED_ITEMS, SPEED_PRESSES = 10_000, 200
 
 
 # ----------------------------------------------------------------------------- the ranking
-def run(script, *arguments):
-    subprocess.run([sys.executable, str(REPOSITORY / script), *map(str, arguments)], check=True, cwd=REPOSITORY,
-                   stdout=subprocess.DEVNULL, env={"TQDM_DISABLE": "1", **__import__("os").environ})
-
-
 def page_items(page):
     """The items of a review page in the order it opens on, with the image names spelled out."""
-    text = Path(page).read_text(encoding="utf-8")
-    data = json.loads(re.search(r'<script id="page-data" type="application/json">(.*?)</script>', text, re.S).group(1))
+    data = page_data_of(Path(page).read_text(encoding="utf-8"))
     names = [image["name"] for image in data["images"]]
     return [{**item, "targets": [names[i] for i in item["targets"]]} for item in data["items"]]
 
@@ -109,14 +102,14 @@ def rank_set(set_name, seed, work):
     flags = ["--arch", ARCH, "--weights", "none", "--image-size", IMAGE_SIZE, "--seed", seed, "--yes",
              *grouping_flags(set_name)]
     result = {"set": set_name, "seed": seed}
-    run("train.py", "--data", work / "train", "--model", work / "clean.pth", *flags)
+    timed("train.py", "--data", work / "train", "--model", work / "clean.pth", *flags)
     for folder_kind, folder, model in (("new", work / "test", work / "clean.pth"),
                                        ("own", work / "train", work / "own.pth")):
         injected = inject_errors(folder, seed + 1, ERROR_SHARE)
         if folder_kind == "own":
-            run("train.py", "--data", folder, "--model", model, *flags)
+            timed("train.py", "--data", folder, "--model", model, *flags)
         page = work / f"{folder_kind}.html"
-        run("infer.py", "--input", folder, "--model", model, "--html", page, "--csv", work / f"{folder_kind}.csv")
+        timed("infer.py", "--input", folder, "--model", model, "--html", page, "--csv", work / f"{folder_kind}.csv")
         items = page_items(page)
         found = {(item["targets"][0], item["tag"]) for item in items[:len(injected)]} & set(injected)
         wrong = {image for image, _ in injected}

@@ -29,7 +29,6 @@ THUMBNAIL_SIZE = 128  # pixels, the longer side; a JPEG of 3-6 KB
 THUMBNAIL_QUALITY = 70
 WORST_PER_TAG = 4  # false positives and false negatives shown for each tag in the report
 PR_POINTS = 40  # points kept of each precision-recall curve: enough to draw it, small for hundreds of tags
-SUSPECTS_SHOWN = 1000  # suspects on the run report's review page
 # A page of near-duplicates shows the groups whose tags differ first, up to these numbers; the CSV holds them all
 DUPLICATE_GROUPS_SHOWN = 500
 DUPLICATE_PICTURES_SHOWN = 3000  # in all, so that the page stays a few MB (a thumbnail is 3-6 KB)
@@ -247,18 +246,26 @@ def notebook_frame(path, height=800):
                 'border:1px solid #ccc"></iframe>')
 
 
+PAGE_DATA = re.compile(r'<script id="page-data" type="application/json">(.*?)</script>', re.S)
+
+
+def page_data_of(page):
+    """The data a page's HTML carries, as its script reads it."""
+    return json.loads(PAGE_DATA.search(page).group(1))
+
+
 def with_pictures_inside(page, folder, size=2 * THUMBNAIL_SIZE):
     """A review page whose pictures are data: URIs (256-px thumbnails) instead of paths from `folder`."""
     from urllib.parse import unquote, urlparse
 
-    found = re.search(r'(<script id="page-data" type="application/json">)(.*?)(</script>)', page, re.S)
-    data = json.loads(found.group(2))
+    found = PAGE_DATA.search(page)
+    data = json.loads(found.group(1))
     paths = [Path(urlparse(image["src"]).path) if image["src"].startswith("file:") else folder / unquote(image["src"])
              for image in data["images"]]
     thumbs = thumbnails(paths, size)
     for image, picture in zip(data["images"], paths):
         image["src"] = thumbs[str(picture)] or image["src"]
-    return page[:found.start(2)] + page_payload(data) + page[found.end(2):]
+    return page[:found.start(1)] + page_payload(data) + page[found.end(1):]
 
 
 # The page's style and script live beside this module as plain files, and go into every page.

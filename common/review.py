@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from common.pages import write_page
 from common.tagfiles import find_tag_file, read_tag_file
 
 MAIN_PICTURES = 6  # pictures shown together for one item (the rest of a large duplicate group is counted)
@@ -163,8 +164,6 @@ def review_data(title, summary, source, folder, page, items, vocabulary, tags_of
 def write_review_page(page, title, summary, source, folder, items, vocabulary, tags_of=None, extra=None):
     """Write the review page atomically (common/pages.py); extra: more of the page's data (another
     source's own view, such as the duplicate groups). Returns its size in bytes."""
-    from common.pages import write_page
-
     data = review_data(title, summary, source, folder, page, items, vocabulary, tags_of)
     return write_page(page, {**(extra or {}), **data})
 

@@ -9,13 +9,14 @@ from pathlib import Path
 
 from common.duplicates import default_duplicates_path
 from common.files import write_rows
-from common.pages import SUSPECTS_SHOWN, ValidationShown, report_data, write_page
+from common.pages import ValidationShown, report_data, write_page
 from common.plots import plot_precision_recall, plot_training_curves
 from common.review import relative_url, suspect_items, write_review_page
 from common.split import LEAKED, optimistic_validation_warning
 from common.suspects import default_suspects_path, suspect_rows
 
 REPORT_COLUMNS = ("tag", "support", "ap", "precision", "recall", "f1", "threshold")  # NAME.report.csv
+SUSPECTS_SHOWN = 1000  # the validation pairs on NAME.suspects.html, most doubted first
 
 
 def write_run_outputs(run, validation=None):
