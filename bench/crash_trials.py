@@ -391,8 +391,11 @@ def judge_pair(runs, statuses, refusal, counts, stage):
     for running, status in zip(runs, statuses):
         errors = "".join(running.errors).strip().splitlines()
         if status == 2:
-            counts[f"{stage} second runs refused in one line"] += len(errors) == 1 and bool(refusal.match(errors[0]))
-            counts[f"{stage} refusals not in one line"] += not (len(errors) == 1 and refusal.match(errors[0]))
+            one_line = len(errors) == 1 and bool(refusal.match(errors[0]))
+            counts[f"{stage} second runs refused in one line"] += one_line
+            counts[f"{stage} refusals not in one line"] += not one_line
+            if not one_line:
+                print(f"  {stage}.py refused, but not in the expected line:", "\n".join(errors)[-1500:])
         elif status != 0:
             counts[f"{stage} runs failing side by side"] += 1
             print("".join(running.lines)[-1500:], "\n".join(errors)[-1500:])

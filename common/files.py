@@ -11,6 +11,7 @@ import signal
 import stat
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from common.errors import UserError
@@ -168,7 +169,7 @@ def _lock(lock_path, what, advice):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = os.read(handle, 100).decode("ascii", "replace").strip()
+            owner = _lock_owner(handle)
             os.close(handle)
             raise UserError(f"another run{f' (process {owner})' if owner else ''} is {what}: {advice}") from None
         except OSError:
@@ -181,6 +182,17 @@ def _lock(lock_path, what, advice):
                     os.write(handle, f"{os.getpid()}\n".encode())
                 return handle
         os.close(handle)  # the run before removed the file between our open and our lock: open it anew
+
+
+def _lock_owner(handle):
+    """The process id the lock's holder wrote in it, or "". A run that locked the file a moment ago
+    writes its id right after, so a run started at the same instant waits a little for it."""
+    deadline = time.monotonic() + 1
+    while True:
+        written = os.pread(handle, 100, 0).decode("ascii", "replace")
+        if written.endswith("\n") or time.monotonic() > deadline:
+            return written.strip()
+        time.sleep(0.01)
 
 
 def keep_a_copy(path, copy_path):

@@ -139,6 +139,34 @@ def test_a_second_run_is_refused_in_one_line_and_a_killed_run_leaves_no_lock_beh
         holder.wait()
 
 
+LOCK_THEN_WRITE_THE_ID_LATER = """
+import fcntl, os, sys, time
+handle = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("locked", flush=True)
+time.sleep(0.3)  # the moment between a run's lock and its process id, stretched
+os.write(handle, f"{os.getpid()}\\n".encode())
+time.sleep(60)
+"""
+
+
+def test_a_run_refused_in_the_instant_the_other_took_the_lock_still_names_that_run(tmp_path):
+    from conftest import CHILD_ENVIRONMENT
+
+    lock = tmp_path / ".run.lock"
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_THEN_WRITE_THE_ID_LATER, str(lock)], text=True,
+                              env=CHILD_ENVIRONMENT, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(UserError) as refused:
+            with run_lock(lock, "training m.pth", "wait for it"):
+                pass
+        assert str(refused.value) == f"another run (process {holder.pid}) is training m.pth: wait for it"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_lock_beside_a_model_makes_its_folder_and_removes_it_again_if_nothing_was_written(tmp_path):
     lock = tmp_path / "models" / "new" / ".m.pth.lock"
     with run_lock(lock, "training m.pth", "wait", make_folder=True):
