@@ -16,8 +16,9 @@ The modes: `scratch`; `far`, fine-tuning from bench/pretrain.py's stand-in for I
 weights (Papirus application icons); `close`, from its stand-in that also learned Font
 Awesome's brand logos, a task as close to the glyph sets as ImageNet is to photos. Fine-tuning
 uses 500 training pictures per set (1,000 from scratch; --train changes both). Every contestant
-trains resnet18 at 64 px for 10 epochs, each in a fresh process of its own, one after
-another, and is timed from that process's start to its exit:
+trains resnet18 at 64 px, the plain loops for 10 epochs and train.py for its own (--epochs auto:
+14 fine-tuning in bf16, else 10; --epochs N sets every contestant's), each in a fresh process of
+its own, one after another, and is timed from that process's start to its exit:
 
     multitag-trainer  python train.py with its defaults, then python infer.py --csv on the test set
     plain loop        (from scratch) AdamW at 2e-3 with weight decay 1e-4, OneCycleLR, batch 64,
@@ -213,7 +214,7 @@ def run_suite(args):
                     train_count = args.train or (SCRATCH_TRAIN if mode == "scratch" else FINETUNE_TRAIN)
                     counts = write_set(set_name, work, seed, train_count, TEST)
                     for name, run, flags in contestants(mode, args.extra, not args.quick, args.extras_only):
-                        seed_flags = ["--seed", str(seed), "--epochs", str(args.epochs)]
+                        seed_flags = ["--seed", str(seed), *(["--epochs", str(args.epochs)] if args.epochs else [])]
                         if run is run_multitag_trainer:  # its validation keeps an item's pictures together
                             seed_flags += grouping_flags(set_name)
                         own = work / name.replace(" ", "-")  # each contestant its own model and table
@@ -331,7 +332,8 @@ def main():
                              '"finetune:NAME=FLAGS" or "scratch:NAME=FLAGS" for one mode only')
     parser.add_argument("--train", type=int, help=f"training pictures per set (default: {SCRATCH_TRAIN} from scratch, "
                                                   f"{FINETUNE_TRAIN} fine-tuning)")
-    parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs for every contestant")
+    parser.add_argument("--epochs", type=int,
+                        help=f"epochs for every contestant (default: {EPOCHS} for the plain loops, train.py's own auto)")
     parser.add_argument("--quick", action="store_true",
                         help="only the plain loop and train.py's defaults (no fp32, head-only or --freeze-backbone)")
     parser.add_argument("--threads", type=int, help="CPU threads per contestant (default: all)")
@@ -351,6 +353,7 @@ def main():
     parser.add_argument("--weights", default="none", help="with --plain-loop: none, or a stand-in's state dict")
     args = parser.parse_args()
     if args.plain_loop:
+        args.epochs = args.epochs or EPOCHS
         return train_plain_loop(*args.plain_loop, args)
     if args.results:
         return print_tables([row for path in args.results for row in json.loads(path.read_text())])
@@ -362,7 +365,7 @@ def main():
     args.environment = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
     started = time.perf_counter()
     results = run_suite(args)
-    print(f"\nresnet18, {IMAGE_SIZE} px, {args.epochs} epochs; {torch.get_num_threads()} CPU threads; "
+    print(f"\nresnet18, {IMAGE_SIZE} px, {args.epochs or f'{EPOCHS} (train.py: auto)'} epochs; {torch.get_num_threads()} CPU threads; "
           f"{(time.perf_counter() - started) / 60:.0f} min in all")
     print_tables(results)
 

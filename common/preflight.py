@@ -49,6 +49,8 @@ def apply_resumed_settings(args, state, model_path):
                             "run without --resume")
         if name not in args.given:
             setattr(args, name, value)
+    if args.epochs == "auto":  # given as auto: the interrupted run's, which it resolved
+        args.epochs = saved["epochs"]
     if args.epochs < done:
         raise UserError(f"--epochs {args.epochs} is fewer than the {done} epochs the run of {model_path} has already "
                         f"done: give at least {done + 1} to train on, or leave --epochs out to finish its "

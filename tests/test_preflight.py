@@ -188,6 +188,11 @@ def test_resume_may_raise_the_epochs_but_not_below_those_done(interrupted, tmp_p
     assert "2 of 4 epochs done" in more.stdout and "epoch 4/4" in more.stdout
 
 
+def test_resume_with_epochs_auto_finishes_the_epochs_the_run_began_with(interrupted, tmp_path):
+    resumed = run_main("train.py", "--resume", "--model", interrupted, "--epochs", "auto", cwd=tmp_path)
+    assert "2 of 3 epochs done" in resumed.stdout and "epoch 3/3" in resumed.stdout
+
+
 def test_resume_refuses_a_setting_that_cannot_change_mid_run(interrupted, tmp_path):
     for flags, message in ((["--arch", "resnet34"], "--arch resnet34 differs from the interrupted run's resnet18"),
                            (["--image-size", "64"], "--image-size 64 differs from the interrupted run's 32")):

@@ -32,7 +32,7 @@ def parse_train(argv):
 
 # The defaults the README documents; a change to one of them must be a deliberate change here too.
 DOCUMENTED_TRAINING_DEFAULTS = dict(
-    epochs=10, batch_size=32, image_size=224, lr=3e-3, backbone_lr="auto", warmup=0.1, weight_decay=0.05,
+    epochs="auto", batch_size=32, image_size=224, lr=3e-3, backbone_lr="auto", warmup=0.1, weight_decay=0.05,
     augment="off", loss="asl", arch="resnet50", weights="imagenet", val_fraction=0.1, min_tag_count=1, patience=0,
     precision="auto", small_input="auto", seed=0, device="auto", cache_mb=2048, index_cache="", lr_scaling="sqrt",
     sync_batchnorm=False, freeze_backbone=False, recursive=False, resume=False, yes=False, data=None, model=None,

@@ -154,6 +154,20 @@ def test_resume_without_an_interrupted_run_says_so(shapes_dataset, tmp_path):
     assert result.returncode == 2 and "m.last.pth" in result.stderr and "without --resume" in result.stderr
 
 
+@pytest.mark.parametrize("weights, precision, epochs", [("file", "bf16", 14),
+                                                      ("file", "fp32", 10), ("none", "bf16", 10)])
+def test_auto_epochs_are_14_only_when_pretrained_weights_train_in_half_precision(shapes_dataset, tmp_path, weights,
+                                                                                precision, epochs):
+    root, _ = shapes_dataset
+    if weights == "file":
+        weights = tmp_path / "backbone.pth"
+        torch.save(models.resnet18().state_dict(), weights)
+    args = train_script.get_args_parser().parse_settings(
+        ["--data", str(root / "train"), "--model", str(tmp_path / "m.pth"), *FAST_TRAINING, "--epochs", "auto",
+         "--weights", str(weights), "--precision", precision], use_environment=False)
+    assert train_script.prepare_run(args).args.epochs == epochs
+
+
 def test_a_frozen_backbone_stays_as_it_was_while_the_head_learns(shapes_dataset, tmp_path):
     root, _ = shapes_dataset
     torch.save(models.resnet18().state_dict(), tmp_path / "backbone.pth")
