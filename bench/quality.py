@@ -333,7 +333,7 @@ def main():
     parser.add_argument("--train", type=int, help=f"training pictures per set (default: {SCRATCH_TRAIN} from scratch, "
                                                   f"{FINETUNE_TRAIN} fine-tuning)")
     parser.add_argument("--epochs", type=int,
-                        help=f"epochs for every contestant (default: {EPOCHS} for the plain loops, train.py's own auto)")
+                        help=f"epochs for every contestant (default: {EPOCHS} for the plain loops, auto for train.py)")
     parser.add_argument("--quick", action="store_true",
                         help="only the plain loop and train.py's defaults (no fp32, head-only or --freeze-backbone)")
     parser.add_argument("--threads", type=int, help="CPU threads per contestant (default: all)")
@@ -365,7 +365,8 @@ def main():
     args.environment = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
     started = time.perf_counter()
     results = run_suite(args)
-    print(f"\nresnet18, {IMAGE_SIZE} px, {args.epochs or f'{EPOCHS} (train.py: auto)'} epochs; {torch.get_num_threads()} CPU threads; "
+    epochs = args.epochs or f"{EPOCHS} (train.py: auto)"
+    print(f"\nresnet18, {IMAGE_SIZE} px, {epochs} epochs; {torch.get_num_threads()} CPU threads; "
           f"{(time.perf_counter() - started) / 60:.0f} min in all")
     print_tables(results)
 
