@@ -2,6 +2,7 @@
 folder is proven writable before any work; what a killed run left is cleared by the next; one run
 at a time holds a lock, which a killed run does not keep."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -116,27 +117,40 @@ with run_lock(sys.argv[1], "tagging the folder", "wait for it"):
 """
 
 
-def test_a_second_run_is_refused_in_one_line_and_a_killed_run_leaves_no_lock_behind(tmp_path):
+@contextlib.contextmanager
+def lock_holder(script, lock, first_line):
+    """Another process running `script` on `lock`, once it has printed `first_line`; killed at the end."""
     from conftest import CHILD_ENVIRONMENT, REPOSITORY
 
-    lock = tmp_path / ".run.lock"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(lock)], cwd=REPOSITORY, text=True,
+    holder = subprocess.Popen([sys.executable, "-c", script, str(lock)], cwd=REPOSITORY, text=True,
                               env=CHILD_ENVIRONMENT, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
-        assert holder.stdout.readline() == "holding\n"
-        with pytest.raises(UserError) as refused:
-            with run_lock(lock, "tagging the folder", "wait for it"):
-                pass
-        assert str(refused.value) == f"another run (process {holder.pid}) is tagging the folder: wait for it"
+        assert holder.stdout.readline() == first_line
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def refusal(lock, what):
+    """The one line run_lock stops with while another process holds `lock`."""
+    with pytest.raises(UserError) as refused:
+        with run_lock(lock, what, "wait for it"):
+            pass
+    return str(refused.value)
+
+
+def test_a_second_run_is_refused_in_one_line_and_a_killed_run_leaves_no_lock_behind(tmp_path):
+    lock = tmp_path / ".run.lock"
+    with lock_holder(HOLD_THE_LOCK, lock, "holding\n") as holder:
+        expected = f"another run (process {holder.pid}) is tagging the folder: wait for it"
+        assert refusal(lock, "tagging the folder") == expected
         holder.send_signal(signal.SIGKILL)
         holder.wait()
         assert lock.exists()  # a killed run cannot remove its file, but its lock ended with it
         with run_lock(lock, "tagging the folder", "wait for it"):
             assert lock.read_text() == f"{os.getpid()}\n"
         assert not lock.exists()
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 LOCK_THEN_WRITE_THE_ID_LATER = """
@@ -151,20 +165,9 @@ time.sleep(60)
 
 
 def test_a_run_refused_in_the_instant_the_other_took_the_lock_still_names_that_run(tmp_path):
-    from conftest import CHILD_ENVIRONMENT
-
     lock = tmp_path / ".run.lock"
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_THEN_WRITE_THE_ID_LATER, str(lock)], text=True,
-                              env=CHILD_ENVIRONMENT, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    try:
-        assert holder.stdout.readline() == "locked\n"
-        with pytest.raises(UserError) as refused:
-            with run_lock(lock, "training m.pth", "wait for it"):
-                pass
-        assert str(refused.value) == f"another run (process {holder.pid}) is training m.pth: wait for it"
-    finally:
-        holder.kill()
-        holder.wait()
+    with lock_holder(LOCK_THEN_WRITE_THE_ID_LATER, lock, "locked\n") as holder:
+        assert refusal(lock, "training m.pth") == f"another run (process {holder.pid}) is training m.pth: wait for it"
 
 
 def test_a_lock_beside_a_model_makes_its_folder_and_removes_it_again_if_nothing_was_written(tmp_path):
