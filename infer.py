@@ -213,7 +213,8 @@ def write_review(args, reviewed, choose, tags, image_count):
                + (f" The {image_count - len(reviewed)} image(s) without tag files got the model's tags, not shown here."
                   if image_count > len(reviewed) else ""))
     title = f"{Path(args.input).resolve().name}: {Path(args.model).name} suggests"
-    size = write_review_page(args.html, title, summary, "suggestions", Path(args.input), items, tags)
+    tags_of = {name: image_tags for name, image_tags, _ in reviewed}  # read once already, while tagging
+    size = write_review_page(args.html, title, summary, "suggestions", Path(args.input), items, tags, tags_of)
     print(f"wrote the review page {args.html} ({size / 1e6:.1f} MB, {len(items)} suggestion(s)): open it in a browser")
 
 
